@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from nbdev.config import get_config
-from nbdev.test import test_nb
+from nbdev.test import test_nb as run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NBS = REPO / "nbs"
@@ -26,5 +26,5 @@ def test_notebooks_found():
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook(notebook):
-    ok, seconds = test_nb(notebook, skip_flags=_skip_flags(), basepath=REPO)
+    ok, seconds = run_notebook(notebook, skip_flags=_skip_flags(), basepath=REPO)
     assert ok, f"{notebook.name} failed after {seconds:.0f} s (the traceback is printed above)"
