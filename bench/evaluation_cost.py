@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from cldiff.data import fashion_mnist_tasks
 from cldiff.metrics import generation_metrics, load_evaluator
-from cldiff.runner import RunConfig, load_checkpoint, load_metrics
+from cldiff.runner import RunConfig, load_stream
+from cldiff.store import load_checkpoint, load_metrics
 from cldiff.solver import Solver, diffusion_replay, train_solver_task
-from cldiff.train import default_device
+from cldiff.utils import resolve_device
 
 
 def main(argv=None):
@@ -28,19 +28,19 @@ def main(argv=None):
     p.add_argument("--solver-pool", type=int, default=1000)
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
-    device = default_device(a.device)
+    device = resolve_device(a.device)
     cfg = RunConfig.from_dict(load_metrics(a.run_dir)["config"])
-    stream = fashion_mnist_tasks(None, cfg.n_tasks, None if cfg.fixed_class_order else cfg.seed, image_size=cfg.image_size)
-    model = load_checkpoint(a.run_dir, a.task, device)
+    stream = load_stream(cfg)
+    model, schedule = load_checkpoint(a.run_dir, a.task, device)
     evaluator = load_evaluator(device=device, progress=False)
     print(f"device {device} ({torch.get_num_threads()} threads), run {a.run_dir} ({cfg.strategy}, {cfg.unet}), task {a.task}")
     start = time.perf_counter()
-    m = generation_metrics(model, stream, a.task, evaluator, n_samples=a.samples, steps=10)
+    m = generation_metrics(model, stream, a.task, evaluator, n_samples=a.samples, steps=10, schedule=schedule)
     print(f"{a.samples} samples (10 DDIM steps) + FID/KID/KLD: {time.perf_counter() - start:.1f} s "
           f"(FID {m['fid']:.2f}, KID {m['kid']:.4f}, KLD {m['kld']:.3f})")
     if a.solver_epochs and a.task > 0:
         start = time.perf_counter()
-        replay = diffusion_replay(load_checkpoint(a.run_dir, a.task - 1, device), steps=10, pool=a.solver_pool)
+        replay = diffusion_replay(*load_checkpoint(a.run_dir, a.task - 1, device), steps=10, pool=a.solver_pool)
         solver = Solver()
         previous = Solver().eval()
         t = stream[a.task]

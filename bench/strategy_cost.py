@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from cldiff.data import fashion_mnist_tasks, random_batches
-from cldiff.replay import CurrentBatch, continual_loss, frozen_copy, generate_replay, make_strategy, task_weights
+from cldiff.registry import make_strategy
+from cldiff.replay import continual_loss, frozen_copy, generate_replay, task_weights
 from cldiff.runner import RUN_PRESETS
 from cldiff.schedules import paper_schedule
-from cldiff.train import default_device, make_optimizer, optimizer_step, predict_noise
+from cldiff.utils import resolve_device
+from cldiff.train import make_optimizer, noise_images, optimizer_step, predict_noise
 from cldiff.unet import make_unet
 
 
@@ -38,7 +40,7 @@ def separate_passes_loss(student, current, replay, k, lam):
 
 
 def time_strategy(name, student, teacher, stream, schedule, batch_size, iters, device, loss_fn=continual_loss):
-    strategy = make_strategy(name, **({"memory_size": 1000} if name == "er" else {}))
+    strategy = make_strategy(name)
     strategy.end_task(stream, 0)
     images, _ = strategy.training_data(stream, 1)
     g = torch.Generator().manual_seed(0)
@@ -47,7 +49,7 @@ def time_strategy(name, student, teacher, stream, schedule, batch_size, iters, d
     replay_s = 0.0
     for i in range(iters + 2):
         if i == 2: _sync(device); start = time.perf_counter(); replay_s = 0.0   # two warm-up iterations
-        current = CurrentBatch.make(images[next(batches)].to(device), schedule, g)
+        current = noise_images(images[next(batches)].to(device), schedule, g)
         r0 = time.perf_counter()
         replay = strategy.replay_batch(current, teacher, schedule, 1, g)
         _sync(device); replay_s += time.perf_counter() - r0
@@ -66,7 +68,7 @@ def main(argv=None):
     p.add_argument("--strategies", nargs="+", default=["finetune", "joint", "er", "lwf", "gaussian", "gr", "gd"])
     a = p.parse_args(argv)
     preset = RUN_PRESETS[a.preset]
-    device = default_device(a.device)
+    device = resolve_device(a.device)
     batch = a.batch_size or preset["batch_size"]
     stream = fashion_mnist_tasks(image_size=preset["image_size"])
     schedule = paper_schedule()

@@ -12,7 +12,8 @@ import time
 import torch
 
 from cldiff.schedules import paper_schedule
-from cldiff.train import default_device, diffusion_loss, make_optimizer, optimizer_step
+from cldiff.utils import resolve_device
+from cldiff.train import diffusion_loss, make_optimizer, optimizer_step
 from cldiff.sample import ddim_denoise
 from cldiff.unet import UNET_PRESETS, count_parameters, make_unet
 
@@ -61,7 +62,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 20 on a GPU, 3 on the CPU)")
     p.add_argument("--steps", type=int, nargs="+", default=[2, 10, 50])
     a = p.parse_args(argv)
-    device = default_device(a.device)
+    device = resolve_device(a.device)
     gpu = device.type != "cpu"
     train_batch = a.train_batch or (128 if gpu else 64)
     sample_batch = a.sample_batch or (256 if gpu else 64)

@@ -6,29 +6,28 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
-from .data import DataNotFoundError, save_images
-from .replay import STRATEGIES
-from .runner import RUN_PRESETS, RunConfigMismatch, finished_tasks, load_checkpoint, run, run_config
+from .utils import CldiffError
+from .data import save_images
 from .sample import ddim_sample
-from .train import load_model
+from .store import finished_tasks, load_checkpoint, load_metrics, load_model
+from .registry import STRATEGIES, all_options, strategy_summary
+from .runner import RUN_PRESETS, RunConfig, run, run_config
 from .report import evaluate_run, run_evaluators, summary_table, load_runs, write_report
 
 # %% auto #0
 __all__ = ['build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #88952569
-_STRATEGY_HELP = {
-    "finetune": "lower bound: current task only",
-    "joint": "upper bound: all real data seen so far",
-    "gr": "generative replay: teacher samples, noise target",
-    "gd": "generative distillation (the paper): teacher samples, teacher's prediction as target",
-    "lwf": "LwF-like distillation on the current batch",
-    "gaussian": "distillation on pure Gaussian noise",
-    "er": "experience replay: a buffer of real images (Zajac et al. 2023)",
-}
+def _strategy_epilog() -> str:
+    lines = ["strategies (and their options):"]
+    for name in sorted(STRATEGIES):
+        opts = ", ".join(o.cli_flag(k) for k, o in STRATEGIES[name].options.items()) or "no options"
+        lines.append(f"  {name:9} {strategy_summary(name)} [{opts}]")
+    return "\n".join(lines)
 
 def build_parser() -> argparse.ArgumentParser:
     "The `cldiff` argument parser."
@@ -40,24 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
                                    "strategy. After every task the model, a sample grid and metrics are written to --out. "
                                    "Rerunning the same command continues after the last finished task.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="strategies:\n" + "\n".join(f"  {k:9} {v}" for k, v in _STRATEGY_HELP.items()) +
+                       epilog=_strategy_epilog() +
                               "\n\npresets:\n" + "\n".join(f"  {k:6} UNet {v['unet']}, {v['image_size']}px, batch {v['batch_size']}, "
                                                           f"{v['iters_per_task']} iterations per task" for k, v in RUN_PRESETS.items()))
-    r.add_argument("--strategy", default="gd", choices=sorted(_STRATEGY_HELP), help="how old tasks are replayed (default: gd)")
+    r.add_argument("--strategy", default="gd", choices=sorted(STRATEGIES), help="how old tasks are replayed (default: gd)")
     r.add_argument("--preset", default="micro", choices=sorted(RUN_PRESETS), help="model size and training length (default: micro, for CPUs)")
     r.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, sample grids, metrics.json")
     r.add_argument("--data-root", type=Path, default=None, help="folder holding FashionMNIST/raw/ (default: $CLDIFF_DATA, then ~/.cache/cldiff/data)")
-    r.add_argument("--download", action="store_true", help="download Fashion-MNIST into the data root if it is missing")
+    r.add_argument("--download", action="store_true", default=None, help="download Fashion-MNIST into the data root if it is missing (automatic on Colab)")
     r.add_argument("--seed", type=int, default=None, help="seed of the class order, initialisation and batches (default 42)")
     r.add_argument("--fixed-class-order", action="store_true", default=None, help="classes 0-1, 2-3, ... instead of the seeded shuffle")
     r.add_argument("--tasks", type=int, default=None, dest="n_tasks", help="number of tasks (a divisor of 10; default 5)")
     r.add_argument("--iters-per-task", type=int, default=None, help="training iterations per task (default from the preset)")
     r.add_argument("--batch-size", type=int, default=None, help="current images per batch; the replay batch is as large (default from the preset)")
-    r.add_argument("--replay-size", type=int, default=None, help="replay images per batch if not the batch size")
-    r.add_argument("--lambda", type=float, default=None, dest="replay_lambda", help="weight of the replay loss (default 1.0)")
-    r.add_argument("--teacher-steps", type=int, default=None, help="DDIM steps the teacher uses to generate replay (default 2)")
-    r.add_argument("--memory-size", type=int, default=None, help="experience replay buffer size in images (default 1000)")
     r.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 2e-4)")
+    for name, opt in all_options().items():   # each strategy's own options, from the registry
+        users = ", ".join(s for s in sorted(STRATEGIES) if name in STRATEGIES[s].options)
+        r.add_argument(opt.cli_flag(name), type=opt.type, default=None, dest=name, metavar=name.split("_")[-1].upper(),
+                       help=f"{opt.help} (default {opt.default}; strategies: {users})")
     r.add_argument("--eval-samples", type=int, default=None, help="generated images for FID/KID/KLD after every task, 0 for none (default from the preset)")
     r.add_argument("--solver-epochs", type=int, default=None, help="epochs per task of the replay-trained classifier, 0 for none (default from the preset)")
     r.add_argument("--solver-pool", type=int, default=None, help="replay images generated once per task for the classifier (default from the preset)")
@@ -72,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--solver-epochs", type=int, default=0, help="epochs per task of the replay-trained classifier, 0 for none (default 0)")
     ev.add_argument("--solver-pool", type=int, default=None, help="replay images generated once per task for the classifier (default: fresh per minibatch)")
     ev.add_argument("--inception-fid", action="store_true", help="also compute the paper's Inception FID (needs cldiff[inception])")
+    ev.add_argument("--data-root", type=Path, default=None, help="folder holding FashionMNIST/raw/ (default: $CLDIFF_DATA, then ~/.cache/cldiff/data)")
     ev.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
 
     rep = sub.add_parser("report", help="a results table and figures from finished runs",
@@ -92,39 +92,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/09_cli.ipynb #79968bac
+_LEARNING = ("seed", "fixed_class_order", "n_tasks", "iters_per_task", "batch_size", "lr")
+_EVALUATION = ("eval_samples", "solver_epochs", "solver_pool", "inception_fid")
+
 def _cmd_run(a) -> int:
-    overrides = {k: getattr(a, k) for k in ("seed", "fixed_class_order", "n_tasks", "iters_per_task", "batch_size",
-                                            "replay_size", "replay_lambda", "teacher_steps", "memory_size", "lr",
-                                            "eval_samples", "solver_epochs", "solver_pool", "inception_fid")}
+    overrides = {k: getattr(a, k) for k in (*_LEARNING, *_EVALUATION, *all_options())}
     config = run_config(a.preset, a.strategy, **overrides)
     metrics = run(config, a.out, data_root=a.data_root, device=a.device, download=a.download, progress=not a.no_progress,
-                  evaluators=run_evaluators(config))
+                  evaluators=run_evaluators(config, a.data_root))
     last = metrics["tasks"][-1]
     grid = a.out / f"task_{last['task']}" / "samples.png"
     print(f"done: {len(metrics['tasks'])} tasks in {a.out}; after task {last['task']}: "
           f"denoising MSE on seen tasks {last['denoising_mse']['seen_mean']:.4f}; samples in {grid}")
     return 0
 
+def _png_path(out: Path) -> Path:
+    if out.suffix.lower() != ".png": raise CldiffError(f"--out {out} must be a .png file name (e.g. grid.png)")
+    if out.is_dir(): raise CldiffError(f"--out {out} is a folder; give a .png file name")
+    try: out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise CldiffError(f"cannot create the folder of --out {out}: {e.strerror or e}") from None
+    return out
+
 def _cmd_sample(a) -> int:
-    if (a.run_dir / "unet").is_dir(): model = load_model(a.run_dir, a.device)[0]
+    out = _png_path(a.out)
+    if (a.run_dir / "unet").is_dir(): model, schedule = load_model(a.run_dir, a.device)
     else:
         done = finished_tasks(a.run_dir)
-        if done == 0: raise FileNotFoundError(f"{a.run_dir} has no finished task (expected {a.run_dir}/task_0/state.json)")
+        if done == 0: raise CldiffError(f"{a.run_dir} has no finished task (expected {a.run_dir}/task_0/state.json)")
         k = done - 1 if a.task is None else a.task
-        model = load_checkpoint(a.run_dir, k, a.device)
-    images = ddim_sample(model, a.n, steps=a.steps, seed=a.seed)
-    save_images(images, a.out, nrow=8)
-    print(f"wrote {a.n} samples ({a.steps} DDIM steps) to {a.out}")
+        if not 0 <= k < done: raise CldiffError(f"--task {k} is not a finished task of {a.run_dir}: choose 0..{done - 1}")
+        model, schedule = load_checkpoint(a.run_dir, k, a.device)
+    if a.n < 1 or not 1 <= a.steps <= schedule.num_timesteps:
+        raise CldiffError(f"--n must be at least 1 and --steps between 1 and {schedule.num_timesteps}")
+    images = ddim_sample(model, a.n, schedule, steps=a.steps, seed=a.seed)
+    try: save_images(images, out, nrow=8)
+    except OSError as e: raise CldiffError(f"cannot write {out}: {e.strerror or e}") from None
+    print(f"wrote {a.n} samples ({a.steps} DDIM steps) to {out}")
     return 0
 
 def _cmd_evaluate(a) -> int:
-    import dataclasses
-    from cldiff.runner import load_metrics, RunConfig
-    cfg = dataclasses.replace(RunConfig.from_dict(load_metrics(a.run_dir)["config"]), eval_samples=a.eval_samples,
-                              solver_epochs=a.solver_epochs, solver_pool=a.solver_pool, inception_fid=a.inception_fid)   # replace() validates
-    evaluators = run_evaluators(cfg)
-    if not evaluators: raise ValueError("nothing to evaluate: give --eval-samples > 0 and/or --solver-epochs > 0")
-    metrics = evaluate_run(a.run_dir, evaluators, a.device)
+    saved = RunConfig.from_dict(load_metrics(a.run_dir)["config"])
+    evaluation = dataclasses.replace(saved.evaluation, eval_samples=a.eval_samples, solver_epochs=a.solver_epochs,
+                                     solver_pool=a.solver_pool, inception_fid=a.inception_fid)   # replace() validates
+    evaluators = run_evaluators(dataclasses.replace(saved, evaluation=evaluation), a.data_root)
+    if not evaluators: raise CldiffError("nothing to evaluate: give --eval-samples > 0 and/or --solver-epochs > 0")
+    metrics = evaluate_run(a.run_dir, evaluators, a.device, a.data_root)
     print(f"evaluated {len(metrics['tasks'])} tasks of {a.run_dir}: {', '.join(evaluators)}")
     return 0
 
@@ -139,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
         return {"run": _cmd_run, "sample": _cmd_sample, "evaluate": _cmd_evaluate, "report": _cmd_report}[a.command](a)
-    except (DataNotFoundError, RunConfigMismatch, FileNotFoundError, NotADirectoryError, ValueError) as e:
+    except CldiffError as e:      # the user can fix it: one line that says what to do
         print(f"cldiff {a.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"cldiff {a.command}: interrupted; finished tasks are kept, rerun the same command to continue", file=sys.stderr)
+        return 130

@@ -14,19 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .utils import CldiffError, default_cache_dir, on_colab
+
 # %% auto #0
-__all__ = ['FASHION_MNIST_CLASSES', 'PAPER_SEEDS', 'default_cache_dir', 'data_root', 'DataNotFoundError', 'preprocess',
+__all__ = ['FASHION_MNIST_CLASSES', 'PAPER_SEEDS', 'data_root', 'DataNotFoundError', 'DataCorruptError', 'preprocess',
            'load_fashion_mnist', 'image_grid', 'show_images', 'save_images', 'class_order', 'Task', 'TaskStream',
            'split_tasks', 'fashion_mnist_tasks', 'random_batches']
 
 # %% ../nbs/01_data.ipynb #fe2c0d0e
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-
-def default_cache_dir() -> Path:
-    "The per-user cache directory where cldiff downloads data and caches models."
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cldiff"
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
     "The data folder: `root` if given, else `$CLDIFF_DATA`, else the user cache dir."
@@ -37,12 +34,15 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 # %% ../nbs/01_data.ipynb #57d246e2
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(CldiffError, FileNotFoundError):
     "Fashion-MNIST is not on disk and may not be downloaded."
+
+class DataCorruptError(CldiffError):
+    "Fashion-MNIST files are on disk but cannot be read or do not match."
 
 def _missing_message(root: Path) -> str:
     raw = root / "FashionMNIST" / "raw"
-    return (f"Fashion-MNIST was not found under {root} (expected {raw}/ with {', '.join(_FILES)}).\n"
+    return (f"Fashion-MNIST was not found under {root} (expected {raw}/ with {', '.join(_FILES)}). "
             f"Either put the four official (unzipped) files there, point the CLDIFF_DATA "
             f"environment variable or the `root`/`--data-root` argument at a folder that holds "
             f"FashionMNIST/raw/, or allow a download with download=True (`--download` on the command line).")
@@ -54,14 +54,26 @@ def preprocess(images: Tensor, image_size: int = 32) -> Tensor:
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
     return (x * 2 - 1).clamp(-1, 1)
 
-def load_fashion_mnist(root=None, train: bool = True, image_size: int = 32, download: bool = False) -> tuple[Tensor, Tensor]:
-    "Fashion-MNIST images (float32 [N,1,S,S] in [-1,1]) and labels (int64 [N])."
+def load_fashion_mnist(root=None, train: bool = True, image_size: int = 32, download: bool | None = None) -> tuple[Tensor, Tensor]:
+    "Fashion-MNIST images (float32 [N,1,S,S] in [-1,1]) and labels (int64 [N]); `download=None` downloads only on Colab."
     from torchvision.datasets import FashionMNIST
     root = data_root(root)
-    try: ds = FashionMNIST(str(root), train=train, download=download)
+    if download is None: download = on_colab()
+    raw = root / "FashionMNIST" / "raw"
+    present = all((raw / f).is_file() for f in _FILES)
+    try: ds = FashionMNIST(str(root), train=train, download=download and not present)
     except RuntimeError as e:
         # torchvision raises RuntimeError both for "not found" and for a failed download
-        raise DataNotFoundError(_missing_message(root) + f"\n(torchvision said: {e})") from None
+        if not present: raise DataNotFoundError(_missing_message(root) + f" (torchvision said: {e})") from None
+        raise DataCorruptError(f"the Fashion-MNIST files in {raw} could not be read ({e}); replace them with the "
+                               "official files (or delete them and use --download)") from None
+    except (ValueError, AssertionError, IndexError, OSError) as e:   # torchvision's IDX parser on damaged files
+        raise DataCorruptError(f"the Fashion-MNIST files in {raw} could not be read ({type(e).__name__}: {e}); "
+                               "replace them with the official files (or delete them and use --download)") from None
+    if len(ds.data) != len(ds.targets):
+        split = "train" if train else "t10k"
+        raise DataCorruptError(f"{raw} holds {len(ds.data)} {split} images but {len(ds.targets)} labels; the files "
+                               "do not belong together: replace them with the official files")
     return preprocess(ds.data, image_size), ds.targets.long().clone()
 
 # %% ../nbs/01_data.ipynb #b9008e62

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .replay import (CurrentBatch, ReplayBatch, Strategy, generate_replay, noised_replay,
-                           register_strategy)
 from .train import predict_noise, sample_timesteps
+from .registry import register_strategy
+from .replay import REPLAY_OPTIONS, GenerativeReplay, ReplayBatch, Strategy
 
 # %% auto #0
 __all__ = ['teacher_targets', 'GenerativeDistillation', 'LwFDistillation', 'GaussianDistillation']
@@ -22,22 +22,18 @@ def teacher_targets(teacher, x_t: Tensor, t: Tensor) -> Tensor:
     return predict_noise(teacher, x_t, t)
 
 @register_strategy
-class GenerativeDistillation(Strategy):
+class GenerativeDistillation(GenerativeReplay):
     "Generative distillation: on noised teacher samples, match the teacher's noise prediction."
     name = "gd"
-    uses_teacher = True
-
-    def replay_batch(self, current, teacher, schedule, task_index, generator=None):
-        if task_index == 0 or teacher is None: return None
-        x0 = generate_replay(teacher, self.replay_count(current), schedule, self.teacher_steps, current.x0, generator)
-        x_t, t, _ = noised_replay(x0, schedule, generator)
-        return ReplayBatch(x_t, t, teacher_targets(teacher, x_t, t), x0)
+    # the same replay inputs as generative replay (teacher samples, noised at random t); only the target differs
+    def replay_target(self, teacher, b): return teacher_targets(teacher, b.x_t, b.t)
 
 @register_strategy
 class LwFDistillation(Strategy):
     "LwF-like distillation: match the teacher's prediction on the current batch's noisy images."
     name = "lwf"
     uses_teacher = True
+    options = REPLAY_OPTIONS
 
     def replay_batch(self, current, teacher, schedule, task_index, generator=None):
         if task_index == 0 or teacher is None: return None
@@ -50,6 +46,7 @@ class GaussianDistillation(Strategy):
     "Gaussian distillation: match the teacher's prediction on pure Gaussian noise at random t."
     name = "gaussian"
     uses_teacher = True
+    options = REPLAY_OPTIONS
 
     def replay_batch(self, current, teacher, schedule, task_index, generator=None):
         if task_index == 0 or teacher is None: return None

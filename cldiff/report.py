@@ -5,51 +5,50 @@
 # %% ../nbs/12_report.ipynb #db7f5c18
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 
-import torch
-
+from .utils import CldiffError, resolve_device, write_text_atomic
 from .data import FASHION_MNIST_CLASSES
-from .runner import RunConfig, finished_tasks, load_metrics, task_dir
-from .metrics import generation_evaluator
-from .solver import solver_evaluator
+from .store import finished_tasks, load_checkpoint, load_metrics, run_lock, task_dir, task_entry, task_state, update_task_entry, write_metrics
+from .runner import RunConfig, TaskContext, load_stream
+from .metrics import GenerationEvaluator
+from .solver import SolverEvaluator
 
 # %% auto #0
 __all__ = ['METRICS', 'run_evaluators', 'evaluate_run', 'metric_value', 'load_runs', 'mean_se', 'summary_table',
            'plot_metrics_by_task', 'plot_histograms', 'plot_last_grids', 'plot_denoising_buckets', 'write_report']
 
 # %% ../nbs/12_report.ipynb #e6e9039e
-def run_evaluators(config: RunConfig) -> dict:
+def run_evaluators(config: RunConfig, data_root=None) -> dict:
     "The evaluators a run's config asks for: 'generation' when eval_samples > 0, 'solver' when solver_epochs > 0."
-    evaluators = {}
-    if config.eval_samples > 0:
-        evaluators["generation"] = generation_evaluator(config.eval_samples, config.sample_steps, seed=config.seed,
-                                                        inception=config.inception_fid)
-    if config.solver_epochs > 0:
-        evaluators["solver"] = solver_evaluator(config.solver_epochs, config.sample_steps, config.solver_pool, seed=config.seed)
+    ev, evaluators = config.evaluation, {}
+    if ev.eval_samples > 0:
+        evaluators["generation"] = GenerationEvaluator(ev.eval_samples, ev.sample_steps, seed=config.seed,
+                                                       inception=ev.inception_fid, data_root=data_root)
+    if ev.solver_epochs > 0:
+        evaluators["solver"] = SolverEvaluator(ev.solver_epochs, ev.sample_steps, ev.solver_pool, seed=config.seed)
     return evaluators
 
 # %% ../nbs/12_report.ipynb #f6779d00
-def evaluate_run(run_dir, evaluators: dict, device=None) -> dict:
-    "Run `evaluators` on every finished task's checkpoint of `run_dir`, in task order; updates and returns metrics.json."
-    from cldiff.data import fashion_mnist_tasks
-    from cldiff.runner import load_checkpoint, write_json_atomic
-    from cldiff.train import default_device
+def evaluate_run(run_dir, evaluators: dict, device=None, data_root=None, stream=None) -> dict:
+    "Run `evaluators` on every finished task's checkpoint of `run_dir`, in task order; returns the updated summary."
     run_dir = Path(run_dir)
     metrics = load_metrics(run_dir)
+    done = finished_tasks(run_dir)
+    if done == 0: raise CldiffError(f"{run_dir} has no finished task to evaluate yet")
     cfg = RunConfig.from_dict(metrics["config"])
-    stream = fashion_mnist_tasks(None, cfg.n_tasks, None if cfg.fixed_class_order else cfg.seed, image_size=cfg.image_size)
-    device = default_device(device)
-    for k in range(finished_tasks(run_dir)):
-        model = load_checkpoint(run_dir, k, device)
-        samples = torch.load(task_dir(run_dir, k) / "samples.pt", weights_only=True)
-        for name, fn in evaluators.items():
-            metrics["tasks"][k][name] = fn(model, stream, k, samples, run_dir)
-        write_json_atomic(run_dir / "metrics.json", metrics)
-    return metrics
+    device = resolve_device(device)
+    stream = stream if stream is not None else load_stream(cfg, data_root)
+    with run_lock(run_dir, "cldiff evaluate"):
+        for k in range(done):
+            model, schedule = load_checkpoint(run_dir, k, device)
+            entry = task_entry(task_state(run_dir, k))
+            ctx = TaskContext(model, schedule, stream, k, run_dir, cfg)
+            update_task_entry(run_dir, k, {**entry, **{name: fn(ctx) for name, fn in evaluators.items()}})
+            write_metrics(run_dir)
+        return load_metrics(run_dir)
 
 # %% ../nbs/12_report.ipynb #63597514
 METRICS = {  # key in a task entry -> (label, lower is better)
@@ -70,11 +69,11 @@ def metric_value(entry: dict, key: str):
     return entry
 
 def load_runs(run_dirs) -> list[dict]:
-    "metrics.json of each run folder, with its path and strategy."
+    "The summary of each run folder (read from its task folders), with its path and strategy."
     runs = []
     for d in run_dirs:
         m = load_metrics(d)
-        if not m["tasks"]: raise ValueError(f"{d} has no finished task yet")
+        if not m["tasks"]: raise CldiffError(f"{d} has no finished task yet: run it first, then report")
         runs.append({"dir": str(d), "strategy": m["config"]["strategy"], **m})
     return runs
 
@@ -162,7 +161,10 @@ def plot_denoising_buckets(runs: list[dict], path=None) -> Path:
 def write_report(run_dirs, out) -> Path:
     "Write report.md and its figures for the given run folders into `out`."
     runs = load_runs(run_dirs)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise CldiffError(f"--out {out} is a file; give a folder for the report")
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise CldiffError(f"cannot create {out}: {e.strerror or e}; choose another --out folder") from None
     parts = ["# cldiff report", "", f"Runs: {', '.join(r['dir'] for r in runs)}", "",
              "After each run's last task (mean ± standard error over runs of the same strategy):", "", summary_table(runs), ""]
     for title, fn, name in [("Metrics by task", plot_metrics_by_task, "metrics_by_task.png"),
@@ -170,5 +172,5 @@ def write_report(run_dirs, out) -> Path:
                             ("Predicted classes of generated samples", plot_histograms, "class_histograms.png"),
                             ("Samples after the last task", plot_last_grids, "last_samples.png")]:
         if fn(runs, out / name) is not None: parts += [f"## {title}", "", f"![{title}]({name})", ""]
-    (out / "report.md").write_text("\n".join(parts))
+    write_text_atomic(out / "report.md", "\n".join(parts))
     return out / "report.md"

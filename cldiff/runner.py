@@ -5,13 +5,8 @@
 # %% ../nbs/08_runner.ipynb #5ec354ce
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
-import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,39 +15,34 @@ import torch
 from torch import Tensor
 from diffusers import UNet2DModel
 
-from .data import TaskStream, fashion_mnist_tasks, random_batches, save_images
+from .utils import CldiffError, ConfigError, check_finite, module_device, resolve_device
+from .data import TaskStream, fashion_mnist_tasks, random_batches
 from .schedules import NoiseSchedule, paper_schedule
-from .unet import make_unet
-from .train import (default_device, load_model, make_optimizer, optimizer_step, predict_noise,
-                          progress_bar, replace_dir, save_model)
+from .unet import UNET_PRESETS, make_unet
+from .train import denoising_mse, fit, make_optimizer, noise_images
 from .sample import ddim_sample
-from .replay import CurrentBatch, Strategy, continual_loss, frozen_copy, make_strategy, STRATEGIES
-import cldiff.distillation  # noqa: F401  (registers gd, lwf and gaussian in STRATEGIES)
+from .store import (finished_tasks, heal_run, is_run_dir, load_checkpoint, load_metrics, read_config,
+                          run_lock, save_task, task_state, task_entry, update_task_entry, write_config, write_metrics)
+from .registry import STRATEGIES, make_strategy, resolve_options, strategy_class
+from .replay import Strategy, frozen_copy
+from . import replay, distillation
+
+BUILTIN_STRATEGY_MODULES = (replay, distillation)   # importing them registers the built-in strategies
 
 # %% auto #0
-__all__ = ['RUN_PRESETS', 'Evaluator', 'RunConfig', 'run_config', 'denoising_mse', 'RunConfigMismatch', 'write_json_atomic',
-           'task_dir', 'finished_tasks', 'load_metrics', 'check_run_dir', 'load_checkpoint', 'task_seed', 'train_task',
-           'evaluate_task', 'run']
+__all__ = ['BUILTIN_STRATEGY_MODULES', 'RUN_PRESETS', 'Evaluator', 'EvalConfig', 'RunConfig', 'run_config', 'RunConfigMismatch',
+           'task_seed', 'load_stream', 'train_task', 'TaskContext', 'evaluate_task', 'check_run_dir', 'run']
 
 # %% ../nbs/08_runner.ipynb #83b98077
+def _at_least(problems: list, obj, names, low: int, note: str = "") -> None:
+    for name in names:
+        v = getattr(obj, name)
+        if isinstance(v, bool) or not isinstance(v, int): problems.append(f"{name} must be a whole number, got {v!r}")
+        elif v < low: problems.append(f"{name} must be at least {low}{note}, got {v}")
+
 @dataclass
-class RunConfig:
-    "Everything that decides what a run learns."
-    strategy: str = "gd"
-    preset: str = "micro"
-    unet: str = "micro"
-    image_size: int = 28
-    n_tasks: int = 5
-    seed: int = 42                    # class order (Avalanche's shuffle), initialisation and batches
-    fixed_class_order: bool = False   # classes 0-1, 2-3, ... instead of the seeded shuffle
-    iters_per_task: int = 300
-    batch_size: int = 64
-    lr: float = 2e-4
-    max_grad_norm: float = 1.0
-    replay_lambda: float = 1.0
-    teacher_steps: int = 2
-    replay_size: int | None = None    # None: as many replay as current images (the paper)
-    memory_size: int = 1000           # experience replay's buffer, in images
+class EvalConfig:
+    "How a run is evaluated after every task (may change when a run is resumed)."
     sample_steps: int = 10            # the evaluation sampler (the paper: 10 for Fashion-MNIST)
     grid_samples: int = 64
     diagnostic_images: int = 200      # held-out test images per seen task for the denoising diagnostic
@@ -64,218 +54,246 @@ class RunConfig:
 
     def __post_init__(self):
         problems = []
+        _at_least(problems, self, ("sample_steps", "grid_samples", "diagnostic_images", "diagnostic_buckets"), 1)
+        _at_least(problems, self, ("eval_samples", "solver_epochs"), 0, " (0 turns it off)")
+        if not problems and 0 < self.eval_samples < 4: problems.append(f"eval_samples must be 0 (off) or at least 4 for FID/KID, got {self.eval_samples}")
+        if not problems and self.sample_steps > 1000: problems.append(f"sample_steps must be at most 1000 (the schedule's timesteps), got {self.sample_steps}")
+        if not problems and self.diagnostic_buckets > 1000: problems.append(f"diagnostic_buckets must be at most 1000, got {self.diagnostic_buckets}")
+        if self.solver_pool is not None: _at_least(problems, self, ("solver_pool",), 1, " (leave it out for fresh replay)")
+        if problems: raise ConfigError("invalid evaluation settings: " + "; ".join(problems))
+
+    def to_dict(self) -> dict: return dataclasses.asdict(self)
+
+_EVAL_FIELDS = {f.name for f in dataclasses.fields(EvalConfig)}
+
+@dataclass
+class RunConfig:
+    "Everything that decides what a run learns (checked on resume), and how it is evaluated (`evaluation`)."
+    strategy: str = "gd"
+    preset: str = "micro"
+    unet: str = "micro"
+    image_size: int = 28
+    n_tasks: int = 5
+    seed: int = 42                    # class order (Avalanche's shuffle), initialisation and batches
+    fixed_class_order: bool = False   # classes 0-1, 2-3, ... instead of the seeded shuffle
+    iters_per_task: int = 300
+    batch_size: int = 64
+    lr: float = 2e-4
+    max_grad_norm: float = 1.0        # 0 turns gradient clipping off
+    strategy_options: dict = field(default_factory=dict)   # the strategy's declared options; defaults filled in
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        if isinstance(self.evaluation, dict): self.evaluation = EvalConfig(**self.evaluation)
+        problems = []
         if self.strategy not in STRATEGIES:
-            problems.append(f"strategy {self.strategy!r} is unknown (choose one of {sorted(STRATEGIES)})")
-        for name in ("n_tasks", "iters_per_task", "batch_size", "teacher_steps", "sample_steps", "grid_samples", "diagnostic_buckets"):
-            if getattr(self, name) < 1: problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("eval_samples", "solver_epochs"):
-            if getattr(self, name) < 0: problems.append(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
-        if 0 < self.eval_samples < 4: problems.append(f"eval_samples must be 0 (off) or at least 4 for FID/KID, got {self.eval_samples}")
-        if self.lr <= 0: problems.append(f"lr must be positive, got {self.lr}")
-        if self.replay_lambda < 0: problems.append(f"replay_lambda must be >= 0, got {self.replay_lambda}")
-        if problems: raise ValueError("invalid run configuration: " + "; ".join(problems))
+            problems.append(f"strategy {self.strategy!r} is unknown (choose one of {', '.join(sorted(STRATEGIES))})")
+        if self.unet not in UNET_PRESETS:
+            problems.append(f"unet {self.unet!r} is unknown (choose one of {', '.join(sorted(UNET_PRESETS))})")
+        _at_least(problems, self, ("iters_per_task", "batch_size"), 1)
+        _at_least(problems, self, ("image_size",), 8)
+        if not problems and self.unet in UNET_PRESETS:
+            halvings = 2 ** (len(UNET_PRESETS[self.unet]["block_out_channels"]) - 1)
+            if self.image_size % halvings:
+                problems.append(f"image_size must be a multiple of {halvings} for the {self.unet!r} UNet, got {self.image_size}")
+        if self.n_tasks not in (1, 2, 5, 10): problems.append(f"n_tasks must split the 10 classes evenly: 1, 2, 5 or 10, got {self.n_tasks}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 32:
+            problems.append(f"seed must be a whole number from 0 to {2 ** 32 - 1}, got {self.seed}")
+        for name, low in (("lr", None), ("max_grad_norm", 0.0)):
+            try: v = check_finite(name, getattr(self, name))
+            except ConfigError as e: problems.append(str(e)); continue
+            if low is None and v <= 0: problems.append(f"{name} must be positive, got {v}")
+            if low is not None and v < low: problems.append(f"{name} must be >= {low}, got {v}")
+        if problems: raise ConfigError("invalid run configuration: " + "; ".join(problems))
+        self.strategy_options = resolve_options(self.strategy, self.strategy_options)
+
+    def learning_dict(self) -> dict:
+        "The part that decides what the run learns: compared when a run is resumed."
+        d = dataclasses.asdict(self); d.pop("evaluation"); return d
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
+        "A config from `to_dict()`, or from the flat config.json of cldiff 0.1 (options and evaluation settings at top level)."
+        d = dict(d)
+        evaluation = {**{k: d.pop(k) for k in list(d) if k in _EVAL_FIELDS}, **d.pop("evaluation", {})}
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        legacy = {k: d.pop(k) for k in list(d) if k not in known}   # cldiff 0.1: replay_lambda, teacher_steps, ... at top level
+        declared = strategy_class(d.get("strategy", cls.strategy)).options
+        options = {**{k: v for k, v in legacy.items() if k in declared}, **d.pop("strategy_options", {})}
+        return cls(**d, strategy_options=options, evaluation=EvalConfig(**evaluation))
 
 RUN_PRESETS: dict[str, dict] = {
-    "paper": dict(unet="paper", image_size=32, iters_per_task=9375, batch_size=128, diagnostic_images=1000,
-                  eval_samples=10000, solver_epochs=20, inception_fid=True),
-    "colab": dict(unet="colab", image_size=32, iters_per_task=1200, batch_size=128, diagnostic_images=500,
-                  eval_samples=2000, solver_epochs=5),
-    "micro": dict(unet="micro", image_size=28, iters_per_task=200, batch_size=32, diagnostic_images=200,
-                  eval_samples=1000, solver_epochs=0, solver_pool=1000),
-    "test": dict(unet="micro", image_size=28, iters_per_task=3, batch_size=8, grid_samples=8,
-                 diagnostic_images=8, diagnostic_buckets=4, sample_steps=2, memory_size=40),
+    "paper": dict(unet="paper", image_size=32, iters_per_task=9375, batch_size=128,
+                  evaluation=dict(diagnostic_images=1000, eval_samples=10000, solver_epochs=20, inception_fid=True)),
+    "colab": dict(unet="colab", image_size=32, iters_per_task=1200, batch_size=128,
+                  evaluation=dict(diagnostic_images=500, eval_samples=2000, solver_epochs=5)),
+    "micro": dict(unet="micro", image_size=28, iters_per_task=200, batch_size=32,
+                  evaluation=dict(diagnostic_images=200, eval_samples=1000, solver_epochs=0, solver_pool=1000)),
+    "test": dict(unet="micro", image_size=28, iters_per_task=3, batch_size=8, strategy_options=dict(memory_size=40),
+                 evaluation=dict(grid_samples=8, diagnostic_images=8, diagnostic_buckets=4, sample_steps=2)),
 }
 
 def run_config(preset: str = "micro", strategy: str = "gd", **overrides) -> RunConfig:
-    "A `RunConfig` from a preset, with any field overridden (None values are ignored)."
+    "A `RunConfig` from a preset, with fields, strategy options or evaluation settings overridden (None values are ignored)."
     if preset not in RUN_PRESETS:
-        raise ValueError(f"unknown run preset {preset!r}; choose one of {sorted(RUN_PRESETS)}")
-    values = dict(RUN_PRESETS[preset], preset=preset, strategy=strategy)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return RunConfig(**values)
+        raise ConfigError(f"unknown run preset {preset!r}; choose one of {', '.join(sorted(RUN_PRESETS))}")
+    base = dict(RUN_PRESETS[preset])
+    declared = strategy_class(strategy).options
+    # preset-level option defaults apply only to the strategies that have the option
+    options = {k: v for k, v in base.pop("strategy_options", {}).items() if k in declared}
+    evaluation = dict(base.pop("evaluation", {}))
+    values = dict(base, preset=preset, strategy=strategy)
+    learning = {f.name for f in dataclasses.fields(RunConfig)} - {"strategy_options", "evaluation"}
+    for k, v in overrides.items():
+        if v is None: continue
+        if k in learning: values[k] = v
+        elif k in _EVAL_FIELDS: evaluation[k] = v
+        else: options[k] = v     # a strategy option: resolve_options refuses it if the strategy lacks it
+    return RunConfig(**values, strategy_options=options, evaluation=EvalConfig(**evaluation))
 
-# %% ../nbs/08_runner.ipynb #f1003191
-@torch.no_grad()
-def denoising_mse(model: UNet2DModel, images: Tensor, schedule: NoiseSchedule, buckets: int = 10,
-                  seed: int = 0, batch_size: int = 256) -> dict:
-    "Noise-prediction MSE on `images` per t-bucket (fixed noise and t from `seed`) and its mean over buckets."
-    model.eval()
-    device = next(model.parameters()).device
-    g = torch.Generator().manual_seed(seed)
-    T = schedule.num_timesteps
-    edges = [round(i * T / buckets) for i in range(buckets + 1)]
-    per_bucket = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        t_all = torch.randint(lo, hi, (len(images),), generator=g)
-        noise_all = torch.randn(images.shape, generator=g)
-        total = 0.0
-        for i in range(0, len(images), batch_size):
-            x0, t, noise = images[i:i + batch_size].to(device), t_all[i:i + batch_size].to(device), noise_all[i:i + batch_size].to(device)
-            pred = predict_noise(model, schedule.add_noise(x0, noise, t), t)
-            total += (pred - noise).pow(2).mean(dim=(1, 2, 3)).sum().item()
-        per_bucket.append(total / len(images))
-    return {"t_edges": edges, "per_bucket": per_bucket, "mean": sum(per_bucket) / len(per_bucket)}
-
-# %% ../nbs/08_runner.ipynb #ac29ffca
-class RunConfigMismatch(ValueError):
+# %% ../nbs/08_runner.ipynb #10e6c9a4
+class RunConfigMismatch(CldiffError, ValueError):
     "The run folder was made with another configuration."
 
-def write_json_atomic(path: Path, obj) -> None:
-    "Write JSON to a temporary file and rename it over `path`."
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+def task_seed(seed: int, k: int) -> int:
+    "The seed of task `k`'s generator: each task's batches, noise and replay are reproducible on their own."
+    return seed * 1000 + k
 
-def task_dir(run_dir, k: int) -> Path: return Path(run_dir) / f"task_{k}"
+def load_stream(config: RunConfig, data_root=None, download: bool | None = None) -> TaskStream:
+    "The task stream a config describes: real Fashion-MNIST at its image size, in its class order."
+    return fashion_mnist_tasks(data_root, config.n_tasks, None if config.fixed_class_order else config.seed,
+                               image_size=config.image_size, download=download)
 
-def finished_tasks(run_dir) -> int:
-    "How many tasks of the run in `run_dir` are complete (their folders exist only once complete)."
-    k = 0
-    while (task_dir(run_dir, k) / "state.json").exists(): k += 1
-    return k
+def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strategy, stream: TaskStream, k: int,
+               schedule: NoiseSchedule, config: RunConfig, progress: bool = True,
+               on_step: Callable[[int, int, dict], None] | None = None) -> dict:
+    "Train `model` on task `k` with `strategy` (on the model's device); returns timing and loss statistics."
+    device = module_device(model)
+    g = torch.Generator().manual_seed(task_seed(config.seed, k))
+    images, _ = strategy.training_data(stream, k)
+    batches = random_batches(len(images), config.batch_size, g)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    replay_seconds = [0.0]
+    def loss_at(i):
+        current = noise_images(images[next(batches)].to(device), schedule, g)
+        r0 = time.perf_counter()
+        replay = strategy.replay_batch(current, teacher, schedule, k, g)
+        sync(); replay_seconds[0] += time.perf_counter() - r0
+        return strategy.loss(model, current, replay, k)
+    start = time.perf_counter()
+    logs = fit(model, loss_at, config.iters_per_task, make_optimizer(model, config.lr), config.max_grad_norm, progress,
+               f"task {k + 1}/{len(stream)} [{config.strategy}]", None if on_step is None else lambda i, p: on_step(k, i, p))
+    sync()
+    seconds = time.perf_counter() - start
+    tail = logs[-max(1, len(logs) // 10):]   # the last 10 % of steps
+    mean = lambda key: sum(p[key] for p in tail) / len(tail) if key in tail[0] else None
+    return {"iters": len(logs), "train_seconds": seconds, "seconds_per_iter": seconds / len(logs),
+            "replay_seconds_per_iter": replay_seconds[0] / len(logs), "loss_end": mean("loss"),
+            "loss_current_end": mean("current"), "loss_replay_end": mean("replay"),
+            "loss_curve": [round(sum(p["loss"] for p in logs[j:j + 10]) / len(logs[j:j + 10]), 5) for j in range(0, len(logs), 10)]}
 
-def load_metrics(run_dir) -> dict:
-    "The run's metrics.json: its config and one entry per finished task."
-    path = Path(run_dir) / "metrics.json"
-    if not path.exists(): raise FileNotFoundError(f"{path} not found: is {run_dir} a cldiff run folder?")
-    return json.loads(path.read_text())
+# %% ../nbs/08_runner.ipynb #fea0f772
+@dataclass
+class TaskContext:
+    "What an evaluator receives after task `k`: the model (on its device) with its schedule, the stream and the run."
+    model: UNet2DModel
+    schedule: NoiseSchedule
+    stream: TaskStream
+    k: int
+    run_dir: Path
+    config: RunConfig
 
+    @property
+    def device(self) -> torch.device: return module_device(self.model)
+
+Evaluator = Callable[[TaskContext], dict]
+
+def evaluate_task(model: UNet2DModel, stream: TaskStream, k: int, schedule: NoiseSchedule, evaluation: EvalConfig,
+                  seed: int = 0) -> tuple[dict, Tensor]:
+    "Sample grid images and the denoising diagnostic on every task seen so far."
+    samples = ddim_sample(model, evaluation.grid_samples, schedule, steps=evaluation.sample_steps, seed=seed)
+    per_task = {}
+    for j in range(k + 1):
+        imgs = stream[j].test_images[: evaluation.diagnostic_images]
+        per_task[str(j)] = denoising_mse(model, imgs, schedule, evaluation.diagnostic_buckets, seed=seed + j)
+    buckets = len(per_task["0"]["per_bucket"])
+    seen = [sum(v["per_bucket"][b] for v in per_task.values()) / len(per_task) for b in range(buckets)]
+    diag = {"t_edges": per_task["0"]["t_edges"], "per_task": per_task, "seen_per_bucket": seen, "seen_mean": sum(seen) / len(seen)}
+    return {"denoising_mse": diag, "samples_nan": int(samples.isnan().sum())}, samples
+
+# %% ../nbs/08_runner.ipynb #98bcdec0
 def check_run_dir(run_dir, config: RunConfig) -> None:
-    "Refuse a run folder made with another configuration (comparing every field)."
-    path = Path(run_dir) / "config.json"
-    if not path.exists(): return
-    saved = json.loads(path.read_text())
-    new = config.to_dict()
+    "Refuse a run folder made with a config that learns differently (evaluation settings may differ)."
+    saved = read_config(run_dir)
+    if saved is None: return
+    try: saved = RunConfig.from_dict(saved).learning_dict()
+    except (CldiffError, TypeError) as e:
+        raise RunConfigMismatch(f"{run_dir}/config.json cannot be read as a run configuration ({e}); choose a new --out folder") from None
+    new = config.learning_dict()
     diff = {k: (saved.get(k), new.get(k)) for k in sorted(set(saved) | set(new)) if saved.get(k) != new.get(k)}
     if diff:
         lines = ", ".join(f"{k}: {a!r} in the folder vs {b!r} now" for k, (a, b) in diff.items())
         raise RunConfigMismatch(f"{run_dir} holds a run with a different configuration ({lines}). "
                                 f"Nothing was changed. Rerun with the folder's options to resume it, or choose a new --out folder.")
 
-def load_checkpoint(run_dir, k: int, device=None) -> UNet2DModel:
-    "The model as it was after task `k` of the run in `run_dir`."
-    folder = task_dir(run_dir, k)
-    if not (folder / "state.json").exists():
-        raise FileNotFoundError(f"task {k} of {run_dir} is not finished ({finished_tasks(run_dir)} tasks are)")
-    return load_model(folder / "model", device)[0]
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir(): raise CldiffError(f"--out {out} is a file; give a folder for the run")
+    if out.is_dir() and not is_run_dir(out) and any(not p.name.startswith(".") for p in out.iterdir()):
+        raise RunConfigMismatch(f"{out} is not empty and is not a cldiff run folder; choose a new --out folder")
+    parent = next(p for p in [out, *out.parents] if p.exists())
+    import os
+    if not os.access(parent, os.W_OK):
+        raise CldiffError(f"cannot write to {parent} (read-only or no permission); choose another --out folder")
 
-# %% ../nbs/08_runner.ipynb #10e6c9a4
-def task_seed(seed: int, k: int) -> int:
-    "The seed of task `k`'s generator: each task's batches, noise and replay are reproducible on their own."
-    return seed * 1000 + k
+def _evaluate(evaluators: dict, ctx: TaskContext, entry: dict) -> dict:
+    entry = dict(entry, evaluation=ctx.config.evaluation.to_dict())
+    for name, fn in evaluators.items(): entry[name] = fn(ctx)
+    return entry
 
-def _stream_for(config: RunConfig, data_root=None, download: bool = False, stream: TaskStream | None = None) -> TaskStream:
-    if stream is not None: return stream
-    return fashion_mnist_tasks(data_root, config.n_tasks, None if config.fixed_class_order else config.seed,
-                               image_size=config.image_size, download=download)
-
-def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strategy, stream: TaskStream, k: int,
-               schedule: NoiseSchedule, config: RunConfig, device, progress: bool = True,
-               on_step: Callable[[int, int, dict], None] | None = None) -> dict:
-    "Train `model` on task `k` with `strategy`; returns timing and loss statistics."
-    g = torch.Generator().manual_seed(task_seed(config.seed, k))
-    images, _ = strategy.training_data(stream, k)
-    batches = random_batches(len(images), config.batch_size, g)
-    optimizer = make_optimizer(model, config.lr)   # fresh Adam state per task, as Avalanche does by default
-    model.train()
-    logs, replay_seconds = [], 0.0
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    start = time.perf_counter()
-    bar = progress_bar(range(config.iters_per_task), config.iters_per_task,
-                       f"task {k + 1}/{len(stream)} [{config.strategy}]", progress)
-    for i in bar:
-        current = CurrentBatch.make(images[next(batches)].to(device), schedule, g)
-        r0 = time.perf_counter()
-        replay = strategy.replay_batch(current, teacher, schedule, k, g)
-        sync(); replay_seconds += time.perf_counter() - r0
-        loss, parts = continual_loss(model, current, replay, k, config.replay_lambda)
-        parts["grad_norm"] = optimizer_step(model, optimizer, loss, config.max_grad_norm)
-        logs.append(parts)
-        if on_step is not None: on_step(k, i, parts)
-        if progress and (i + 1) % 10 == 0: bar.set_postfix(loss=f"{sum(p['loss'] for p in logs[-10:]) / 10:.4f}")
-    sync()
-    seconds = time.perf_counter() - start
-    tail = logs[-max(1, len(logs) // 10):]   # the last 10 % of steps
-    mean = lambda key: sum(p[key] for p in tail) / len(tail) if key in tail[0] else None
-    return {"iters": len(logs), "train_seconds": seconds, "seconds_per_iter": seconds / len(logs),
-            "replay_seconds_per_iter": replay_seconds / len(logs), "loss_end": mean("loss"),
-            "loss_current_end": mean("current"), "loss_replay_end": mean("replay"),
-            "loss_curve": [round(sum(p["loss"] for p in logs[j:j + 10]) / len(logs[j:j + 10]), 5) for j in range(0, len(logs), 10)]}
-
-# %% ../nbs/08_runner.ipynb #fea0f772
-def evaluate_task(model: UNet2DModel, stream: TaskStream, k: int, schedule: NoiseSchedule, config: RunConfig) -> tuple[dict, Tensor]:
-    "Sample grid images and the denoising diagnostic on every task seen so far."
-    samples = ddim_sample(model, config.grid_samples, schedule, steps=config.sample_steps, seed=config.seed)
-    per_task = {}
-    for j in range(k + 1):
-        imgs = stream[j].test_images[: config.diagnostic_images]
-        per_task[str(j)] = denoising_mse(model, imgs, schedule, config.diagnostic_buckets, seed=config.seed + j)
-    buckets = len(next(iter(per_task.values()))["per_bucket"])
-    seen = [sum(v["per_bucket"][b] for v in per_task.values()) / len(per_task) for b in range(buckets)]
-    diag = {"t_edges": per_task["0"]["t_edges"], "per_task": per_task, "seen_per_bucket": seen, "seen_mean": sum(seen) / len(seen)}
-    return {"denoising_mse": diag, "samples_nan": int(samples.isnan().sum())}, samples
-
-# %% ../nbs/08_runner.ipynb #98bcdec0
-Evaluator = Callable[[UNet2DModel, TaskStream, int, Tensor, Path], dict]
-
-def run(config: RunConfig, out, data_root=None, device=None, download: bool = False, progress: bool = True,
+def run(config: RunConfig, out, data_root=None, device=None, download: bool | None = None, progress: bool = True,
         evaluators: dict[str, Evaluator] | None = None, stream: TaskStream | None = None,
         on_step: Callable[[int, int, dict], None] | None = None) -> dict:
-    "Train on the task stream with one strategy, checkpointing and evaluating after every task; resumes `out`."
-    out = Path(out)
-    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"--out {out} is a file; give a folder for the run")
-    if out.exists() and any(out.iterdir()) and not (out / "config.json").exists():
-        raise RunConfigMismatch(f"{out} is not empty and is not a cldiff run folder; choose a new --out folder")
+    "Train on the task stream with one strategy, saving and evaluating after every task; resumes `out`."
+    out, evaluators = Path(out), dict(evaluators or {})
+    # everything is checked before anything is written
+    _check_out(out)
     check_run_dir(out, config)
-    device = default_device(device)
-    stream = _stream_for(config, data_root, download, stream)
+    device = resolve_device(device)
+    stream = stream if stream is not None else load_stream(config, data_root, download)
     if len(stream) != config.n_tasks:
-        raise ValueError(f"the stream has {len(stream)} tasks but the config asks for {config.n_tasks}")
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / "config.json").exists(): write_json_atomic(out / "config.json", config.to_dict())
-    schedule = paper_schedule()
-    strategy = make_strategy(config.strategy, replay_lambda=config.replay_lambda, teacher_steps=config.teacher_steps,
-                             replay_size=config.replay_size, **({"memory_size": config.memory_size, "seed": config.seed}
-                                                                if config.strategy == "er" else {}))
-    done = finished_tasks(out)
-    metrics = {"config": config.to_dict(), "tasks": []}
-    if done:
-        # metrics.json is written just after a task folder; if a run died in between, the folder's state.json has them
-        tasks = load_metrics(out)["tasks"] if (out / "metrics.json").exists() else []
-        if len(tasks) < done: tasks = json.loads((task_dir(out, done - 1) / "state.json").read_text())["metrics"]
-        metrics["tasks"] = tasks[:done]
-    metrics["class_order"] = stream.class_order
-    if done == 0: model = make_unet(config.unet, seed=config.seed, sample_size=config.image_size).to(device)
-    else: model = load_checkpoint(out, done - 1, device)
-    for j in range(done): strategy.end_task(stream, j)   # rebuild what strategies remember (ER's buffer)
-    for k in range(done, config.n_tasks):
-        teacher = None
-        if strategy.uses_teacher and k > 0:
-            teacher = frozen_copy(model)
-        stats = train_task(model, teacher, strategy, stream, k, schedule, config, device, progress, on_step)
-        del teacher
-        strategy.end_task(stream, k)
-        evaluation, samples = evaluate_task(model, stream, k, schedule, config)
-        entry = {"task": k, "classes": list(stream[k].classes), "seen_classes": stream.seen_classes(k), **stats, **evaluation}
-        for name, fn in (evaluators or {}).items():
-            entry[name] = fn(model, stream, k, samples, out)
-        # assemble the task folder under a temporary name, then rename it into place
-        tmp = out / f".task_{k}.tmp-{uuid.uuid4().hex[:8]}"
-        save_model(model, tmp / "model", schedule)
-        save_images(samples, tmp / "samples.png", nrow=8)
-        torch.save(samples, tmp / "samples.pt")
-        metrics["tasks"].append(entry)
-        write_json_atomic(tmp / "state.json", {"task": k, "config": config.to_dict(), "seed": config.seed,
-                                               "task_seed": task_seed(config.seed, k), "class_order": stream.class_order,
-                                               "metrics": metrics["tasks"]})
-        replace_dir(tmp, task_dir(out, k))
-        write_json_atomic(out / "metrics.json", metrics)
-    return metrics
+        raise ConfigError(f"the stream has {len(stream)} tasks but the config asks for {config.n_tasks}")
+    smallest = min(len(task.train_images) for task in stream)
+    if config.batch_size > smallest:
+        raise ConfigError(f"batch_size {config.batch_size} is larger than the smallest task ({smallest} images); use a smaller batch")
+    strategy = make_strategy(config.strategy, seed=config.seed, **config.strategy_options)
+    with run_lock(out, f"cldiff run --strategy {config.strategy}"):
+        heal_run(out)
+        check_run_dir(out, config)          # again, now that no one else can change the folder
+        write_config(out, config.to_dict())
+        done = finished_tasks(out)
+        if done == 0: model, schedule = make_unet(config.unet, seed=config.seed, sample_size=config.image_size), paper_schedule()
+        else: model, schedule = load_checkpoint(out, done - 1)   # verified; trained on with the schedule it was saved with
+        model.to(device)
+        for j in range(done): strategy.end_task(stream, j)      # rebuild what strategies remember (ER's buffer)
+        # a run that died while evaluating its last task is evaluated before it goes on
+        if done and evaluators and any(n not in task_entry(task_state(out, done - 1)) for n in evaluators):
+            ctx = TaskContext(model, schedule, stream, done - 1, out, config)
+            update_task_entry(out, done - 1, _evaluate(evaluators, ctx, task_entry(task_state(out, done - 1))))
+            write_metrics(out)
+        for k in range(done, config.n_tasks):
+            teacher = frozen_copy(model) if strategy.uses_teacher and k > 0 else None
+            stats = train_task(model, teacher, strategy, stream, k, schedule, config, progress, on_step)
+            del teacher
+            strategy.end_task(stream, k)
+            evaluation, samples = evaluate_task(model, stream, k, schedule, config.evaluation, seed=config.seed)
+            entry = {"task": k, "classes": list(stream[k].classes), "seen_classes": stream.seen_classes(k), **stats, **evaluation}
+            state = {"config": config.to_dict(), "seed": config.seed, "task_seed": task_seed(config.seed, k),
+                     "class_order": stream.class_order}
+            # the trained model is saved before the evaluators run: a crash while evaluating loses no training
+            save_task(out, k, model, schedule, samples, {**state, "entry": entry})
+            if evaluators:
+                update_task_entry(out, k, _evaluate(evaluators, TaskContext(model, schedule, stream, k, out, config), entry))
+            write_metrics(out)
+        return load_metrics(out)

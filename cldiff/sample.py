@@ -12,7 +12,8 @@ from torch import Tensor
 from diffusers import UNet2DModel
 
 from .schedules import NoiseSchedule, ddim_step, ddim_timesteps, paper_schedule
-from .train import default_device, predict_noise, progress_bar
+from .utils import module_device, progress_bar, resolve_device
+from .train import predict_noise
 
 # %% auto #0
 __all__ = ['Trajectory', 'ddim_denoise', 'ddim_sample']
@@ -30,7 +31,7 @@ class Trajectory:
 @torch.no_grad()
 def ddim_denoise(model: UNet2DModel, x_T: Tensor, schedule: NoiseSchedule, steps: int = 10, eta: float = 0.0,
                  spacing: str = "trailing", clip_sample: bool = True, sqrt_eps: float = 1e-8,
-                 class_labels: Tensor | None = None, generator: torch.Generator | None = None,
+                 generator: torch.Generator | None = None,
                  return_trajectory: bool = False):
     "Run k DDIM steps from `x_T` on its device; returns the images (and the `Trajectory` if asked)."
     timesteps = ddim_timesteps(steps, schedule.num_timesteps, spacing).tolist()
@@ -39,7 +40,7 @@ def ddim_denoise(model: UNet2DModel, x_T: Tensor, schedule: NoiseSchedule, steps
     for i, t in enumerate(timesteps):
         # the next visited timestep, not t - T//k: identical when k divides T, and right when it does not
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-        eps = predict_noise(model, x, torch.full((len(x),), t, device=x.device, dtype=torch.long), class_labels)
+        eps = predict_noise(model, x, torch.full((len(x),), t, device=x.device, dtype=torch.long))
         noise = torch.randn(x.shape, generator=generator).to(x.device) if eta > 0 else None
         x, x0 = ddim_step(x, eps, t, t_prev, alphas_cumprod, eta=eta, clip_sample=clip_sample, sqrt_eps=sqrt_eps, noise=noise)
         if return_trajectory: xs.append(x); x0s.append(x0)
@@ -49,12 +50,12 @@ def ddim_denoise(model: UNet2DModel, x_T: Tensor, schedule: NoiseSchedule, steps
 # %% ../nbs/05_sample.ipynb #e759aea1
 def ddim_sample(model: UNet2DModel, n: int, schedule: NoiseSchedule | None = None, steps: int = 10,
                 batch_size: int = 256, eta: float = 0.0, spacing: str = "trailing", clip_sample: bool = True,
-                sqrt_eps: float = 1e-8, seed: int | None = 0, class_labels: Tensor | None = None,
+                sqrt_eps: float = 1e-8, seed: int | None = 0,
                 device=None, return_trajectory: bool = False, progress: bool = False):
     "Generate `n` images with k-step DDIM; images in [-1, 1] on the CPU (and the `Trajectory` if asked)."
     if n < 1: raise ValueError(f"n must be at least 1, got {n}")
     schedule = schedule or paper_schedule()
-    device = default_device(device) if device is not None else next(model.parameters()).device
+    device = resolve_device(device) if device is not None else module_device(model)
     model.to(device).eval()
     g = torch.Generator().manual_seed(seed) if seed is not None else None
     size = model.config.sample_size
@@ -62,9 +63,8 @@ def ddim_sample(model: UNet2DModel, n: int, schedule: NoiseSchedule | None = Non
     outs, trajs = [], []
     batches = range(0, n, batch_size)
     for i in progress_bar(batches, total=len(batches), desc=f"DDIM {steps} steps", enabled=progress):
-        labels = class_labels[i:i + batch_size].to(device) if class_labels is not None else None
         out = ddim_denoise(model, x_T[i:i + batch_size].to(device), schedule, steps, eta, spacing, clip_sample,
-                           sqrt_eps, labels, g, return_trajectory)
+                           sqrt_eps, g, return_trajectory)
         if return_trajectory: out, traj = out; trajs.append(traj)
         outs.append(out.float().cpu())
     images = torch.cat(outs)

@@ -17,13 +17,14 @@ from diffusers import UNet2DModel
 
 from .data import TaskStream, random_batches
 from .schedules import NoiseSchedule, paper_schedule
-from .train import default_device, progress_bar
+from .utils import CldiffError, module_device, progress_bar, resolve_device, save_torch_atomic
 from .sample import ddim_sample
 from .metrics import predict_classes
+from .store import load_checkpoint
 
 # %% auto #0
 __all__ = ['Solver', 'soft_target_loss', 'solver_loss', 'diffusion_replay', 'train_solver_task', 'task_accuracies',
-           'seen_accuracy', 'forgetting', 'train_solver_sequence', 'solver_evaluator']
+           'seen_accuracy', 'forgetting', 'train_solver_sequence', 'SolverEvaluator']
 
 # %% ../nbs/11_solver.ipynb #8e8dd262
 class Solver(nn.Module):
@@ -56,7 +57,7 @@ def diffusion_replay(model: UNet2DModel, schedule: NoiseSchedule | None = None, 
                      pool: int | None = None, seed: int = 0) -> Callable[[int, torch.Generator], Tensor]:
     "A replay source: `n` samples of `model` per call (fresh each time, or drawn from a pool generated once)."
     schedule = schedule or paper_schedule()
-    device = next(model.parameters()).device
+    device = module_device(model)
     if pool:
         images = ddim_sample(model, pool, schedule, steps=steps, seed=seed, device=device)
         return lambda n, g: images[torch.randint(0, len(images), (n,), generator=g)]
@@ -68,8 +69,9 @@ def train_solver_task(solver: Solver, images: Tensor, labels: Tensor, task_index
                       epochs: int = 20, batch_size: int = 128, replay_size: int = 128, lr: float = 1e-3,
                       temperature: float = 2.0, seed: int = 0, device=None, progress: bool = False) -> Solver:
     "Train `solver` on one task (Adam, the paper's settings), with soft-labelled replay when `replay` is given."
-    device = default_device(device)
+    device = resolve_device(device)
     solver.to(device).train()
+    if previous is not None: previous.to(device)   # the teacher solver follows the student (it may come from a CPU checkpoint)
     opt = torch.optim.Adam(solver.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     batch_size = min(batch_size, len(images))
@@ -125,27 +127,30 @@ def train_solver_sequence(stream: TaskStream, mode: str = "replay", generators: 
     return {"mode": mode, "task_accuracies": acc, "seen_accuracy": seen, "forgetting": forgetting(acc)}
 
 # %% ../nbs/11_solver.ipynb #5501b828
-def solver_evaluator(epochs: int = 20, replay_steps: int = 10, replay_pool: int | None = None, seed: int = 0, **kwargs):
-    "An evaluator for `cldiff.runner.run` that trains the replay solver task by task and reports its accuracy."
-    import os, uuid
-    from cldiff.runner import load_checkpoint
+class SolverEvaluator:
+    "The runner's classifier evaluator: trains the replay solver task by task and reports its accuracy and forgetting."
+    def __init__(self, epochs: int = 20, replay_steps: int = 10, replay_pool: int | None = None, seed: int = 0, **kwargs):
+        self.epochs, self.replay_steps, self.replay_pool, self.seed, self.kwargs = epochs, replay_steps, replay_pool, seed, kwargs
 
-    def evaluate(model, stream, k, samples, run_dir):
-        folder = Path(run_dir) / "solver"; folder.mkdir(parents=True, exist_ok=True)
-        solver, acc, previous, replay = Solver(), [], None, None
-        if k == 0:
-            with torch.random.fork_rng(devices=[]): torch.manual_seed(seed); solver = Solver()
-        else:
-            saved = torch.load(folder / f"task_{k - 1}.pt", map_location="cpu", weights_only=True)
+    def __call__(self, ctx) -> dict:
+        k, run_dir, stream, device = ctx.k, Path(ctx.run_dir), ctx.stream, ctx.device
+        folder = run_dir / "solver"
+        acc, previous, replay = [], None, None
+        with torch.random.fork_rng(devices=[]): torch.manual_seed(self.seed); solver = Solver()
+        if k > 0:
+            path = folder / f"task_{k - 1}.pt"
+            try: saved = torch.load(path, map_location="cpu", weights_only=True)
+            except (OSError, RuntimeError, EOFError) as e:
+                raise CldiffError(f"the classifier's state after task {k - 1} ({path}) is missing or damaged ({type(e).__name__}); "
+                                  f"rebuild it with `cldiff evaluate {run_dir} --solver-epochs {self.epochs}`") from None
             solver.load_state_dict(saved["state_dict"]); acc = saved["task_accuracies"]
             previous = copy.deepcopy(solver).eval().requires_grad_(False)
-            device = next(model.parameters()).device
-            replay = diffusion_replay(load_checkpoint(run_dir, k - 1, device), steps=replay_steps, pool=replay_pool, seed=seed + k)
-        train_solver_task(solver, stream[k].train_images, stream[k].train_labels, k, replay, previous, epochs=epochs,
-                          seed=seed * 100 + k, device=next(model.parameters()).device, **kwargs)
+            generator, schedule = load_checkpoint(run_dir, k - 1, device)
+            replay = diffusion_replay(generator, schedule, steps=self.replay_steps, pool=self.replay_pool, seed=self.seed + k)
+        train_solver_task(solver, stream[k].train_images, stream[k].train_labels, k, replay, previous, epochs=self.epochs,
+                          seed=self.seed * 100 + k, device=device, **self.kwargs)
         acc = acc + [task_accuracies(solver, stream, k)]
-        tmp = folder / f".task_{k}.pt.tmp-{uuid.uuid4().hex[:8]}"
-        torch.save({"state_dict": solver.cpu().state_dict(), "task_accuracies": acc}, tmp)
-        os.replace(tmp, folder / f"task_{k}.pt")
+        folder.mkdir(parents=True, exist_ok=True)
+        save_torch_atomic({"state_dict": {n: p.cpu() for n, p in solver.state_dict().items()}, "task_accuracies": acc},
+                          folder / f"task_{k}.pt")
         return {"seen_accuracy": seen_accuracy(solver, stream, k), "task_accuracies": acc[-1], "forgetting": forgetting(acc)}
-    return evaluate

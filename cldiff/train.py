@@ -5,51 +5,52 @@
 # %% ../nbs/04_train.ipynb #83570793
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import time
-import uuid
-from pathlib import Path
+import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from diffusers import UNet2DModel
 
+from .utils import CldiffError, module_device, progress_bar, resolve_device
 from .data import random_batches
-from .schedules import NoiseSchedule, paper_schedule
+from .schedules import NoiseSchedule
 
 # %% auto #0
-__all__ = ['default_device', 'predict_noise', 'sample_timesteps', 'diffusion_loss', 'make_optimizer', 'optimizer_step',
-           'progress_bar', 'train_diffusion', 'schedule_from_diffusers_config', 'replace_dir', 'save_model',
-           'load_model']
-
-# %% ../nbs/04_train.ipynb #efc4f604
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    "`device` if given, else cuda, then mps, then cpu."
-    if device is not None: return torch.device(device)
-    if torch.cuda.is_available(): return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): return torch.device("mps")
-    return torch.device("cpu")
+__all__ = ['predict_noise', 'sample_timesteps', 'NoisedBatch', 'noise_images', 'diffusion_loss', 'make_optimizer',
+           'optimizer_step', 'NonFiniteLoss', 'fit', 'train_diffusion', 'denoising_mse']
 
 # %% ../nbs/04_train.ipynb #b024a5b0
-def predict_noise(model: UNet2DModel, x_t: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
+def predict_noise(model: UNet2DModel, x_t: Tensor, t: Tensor) -> Tensor:
     "The network's noise prediction eps_theta(x_t, t)."
-    return model(x_t, t, class_labels=class_labels).sample
+    return model(x_t, t).sample
 
 def sample_timesteps(n: int, num_timesteps: int, device=None, generator: torch.Generator | None = None) -> Tensor:
     "n timesteps drawn uniformly from {0, ..., num_timesteps-1}."
     return torch.randint(0, num_timesteps, (n,), generator=generator).to(device)
 
+@dataclass
+class NoisedBatch:
+    "Clean images, their timesteps and noise, and the noised images x_t."
+    x0: Tensor
+    t: Tensor
+    noise: Tensor
+    x_t: Tensor
+
+def noise_images(x0: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None) -> NoisedBatch:
+    "Noise `x0` at timesteps drawn uniformly, with fresh Gaussian noise (drawn on the CPU generator, then moved)."
+    t = sample_timesteps(len(x0), schedule.num_timesteps, x0.device, generator)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    return NoisedBatch(x0, t, noise, schedule.add_noise(x0, noise, t))
+
 def diffusion_loss(model: UNet2DModel, x0: Tensor, schedule: NoiseSchedule, t: Tensor | None = None,
-                   noise: Tensor | None = None, class_labels: Tensor | None = None,
-                   generator: torch.Generator | None = None) -> Tensor:
+                   noise: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
     "MSE between the noise added to `x0` at timesteps `t` and the model's prediction of it."
-    if t is None: t = sample_timesteps(len(x0), schedule.num_timesteps, x0.device, generator)
-    if noise is None: noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-    x_t = schedule.add_noise(x0, noise, t)
-    return F.mse_loss(predict_noise(model, x_t, t, class_labels), noise)
+    if t is None or noise is None: b = noise_images(x0, schedule, generator)
+    else: b = NoisedBatch(x0, t, noise, schedule.add_noise(x0, noise, t))
+    return F.mse_loss(predict_noise(model, b.x_t, b.t), b.noise)
 
 # %% ../nbs/04_train.ipynb #6009624c
 def make_optimizer(model: torch.nn.Module, lr: float = 2e-4) -> torch.optim.Optimizer:
@@ -67,72 +68,58 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, los
     return float(norm)
 
 # %% ../nbs/04_train.ipynb #3ed90656
-def progress_bar(iterable, total: int | None = None, desc: str | None = None, enabled: bool = True):
-    "A tqdm progress bar (notebook-aware) or the plain iterable when disabled."
-    if not enabled: return iterable
-    from tqdm.auto import tqdm
-    return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True)
+class NonFiniteLoss(CldiffError):
+    "Training produced a NaN or infinite loss."
+
+def fit(model: torch.nn.Module, loss_at: Callable[[int], tuple[Tensor, dict]], iters: int,
+        optimizer: torch.optim.Optimizer, max_grad_norm: float | None = 1.0, progress: bool = True,
+        desc: str = "train", on_step: Callable[[int, dict], None] | None = None) -> list[dict]:
+    "Take `iters` optimiser steps on `loss_at(i) -> (loss, logged parts)`; returns the parts of every step."
+    model.train()
+    logs: list[dict] = []
+    bar = progress_bar(range(iters), iters, desc, progress)
+    for i in bar:
+        loss, parts = loss_at(i)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"{desc}: the loss became {value} at iteration {i + 1} of {iters}, so training stopped; "
+                                "earlier finished work is kept. Lower the learning rate or the replay weight and rerun")
+        parts = {"loss": value, **parts, "grad_norm": optimizer_step(model, optimizer, loss, max_grad_norm)}
+        logs.append(parts)
+        if on_step is not None: on_step(i, parts)
+        if progress and (i + 1) % 10 == 0: bar.set_postfix(loss=f"{sum(p['loss'] for p in logs[-10:]) / 10:.4f}")
+    return logs
 
 def train_diffusion(model: UNet2DModel, images: Tensor, schedule: NoiseSchedule, iters: int,
-                    batch_size: int = 128, lr: float = 2e-4, max_grad_norm: float | None = 1.0,
-                    labels: Tensor | None = None, device=None, seed: int = 0,
-                    optimizer: torch.optim.Optimizer | None = None, progress: bool = True) -> list[float]:
+                    batch_size: int = 128, lr: float = 2e-4, max_grad_norm: float | None = 1.0, device=None,
+                    seed: int = 0, optimizer: torch.optim.Optimizer | None = None, progress: bool = True) -> list[float]:
     "Train `model` to denoise `images` for `iters` steps; returns the loss of every step."
-    device = default_device(device)
-    model.to(device).train()
+    device = resolve_device(device)
+    model.to(device)
     optimizer = optimizer or make_optimizer(model, lr)
     g = torch.Generator().manual_seed(seed)
     batches = random_batches(len(images), batch_size, g)
-    losses = []
-    bar = progress_bar(range(iters), total=iters, desc="train", enabled=progress)
-    for _ in bar:
-        idx = next(batches)
-        x0 = images[idx].to(device)
-        y = labels[idx].to(device) if labels is not None and model.config.num_class_embeds else None
-        loss = diffusion_loss(model, x0, schedule, class_labels=y, generator=g)
-        optimizer_step(model, optimizer, loss, max_grad_norm)
-        losses.append(loss.item())
-        if progress and len(losses) % 10 == 0: bar.set_postfix(loss=f"{sum(losses[-10:]) / 10:.4f}")
-    return losses
+    def loss_at(i): return diffusion_loss(model, images[next(batches)].to(device), schedule, generator=g), {}
+    return [p["loss"] for p in fit(model, loss_at, iters, optimizer, max_grad_norm, progress)]
 
-# %% ../nbs/04_train.ipynb #b6d01b3c
-def schedule_from_diffusers_config(cfg: dict) -> NoiseSchedule:
-    "The `NoiseSchedule` a diffusers scheduler config describes."
-    kinds = {"linear": "linear", "squaredcos_cap_v2": "cosine"}
-    if cfg.get("beta_schedule") not in kinds:
-        raise ValueError(f"beta_schedule {cfg.get('beta_schedule')!r} is not supported; cldiff knows {sorted(kinds)}")
-    return NoiseSchedule.create(kind=kinds[cfg["beta_schedule"]], num_timesteps=cfg["num_train_timesteps"],
-                                beta_start=cfg["beta_start"], beta_end=cfg["beta_end"],
-                                zero_terminal_snr=bool(cfg.get("rescale_betas_zero_snr", False)))
-
-def replace_dir(tmp: Path, dest: Path) -> None:
-    "Move the finished folder `tmp` to `dest`, replacing an older `dest` with a rename, never a partial copy."
-    dest = Path(dest)
-    old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-    if dest.exists(): os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old.exists(): shutil.rmtree(old)
-
-def save_model(model: UNet2DModel, path, schedule: NoiseSchedule | None = None) -> Path:
-    "Save `model` and its noise schedule as a diffusers DDIM pipeline folder, atomically."
-    from diffusers import DDIMScheduler
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    schedule = schedule or paper_schedule()
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    model.save_pretrained(tmp / "unet")
-    DDIMScheduler(**schedule.diffusers_config()).save_pretrained(tmp / "scheduler")
-    (tmp / "model_index.json").write_text(json.dumps({
-        "_class_name": "DDIMPipeline", "_diffusers_version": __import__("diffusers").__version__,
-        "scheduler": ["diffusers", "DDIMScheduler"], "unet": ["diffusers", "UNet2DModel"]}, indent=2))
-    replace_dir(tmp, path)
-    return path
-
-def load_model(path, device=None) -> tuple[UNet2DModel, NoiseSchedule]:
-    "Load a model folder written by `save_model` (or any diffusers DDIM pipeline folder)."
-    path = Path(path)
-    if not (path / "unet").is_dir():
-        raise FileNotFoundError(f"{path} is not a saved cldiff model: expected {path / 'unet'}/ (written by save_model)")
-    # low_cpu_mem_usage=False: the small models need no `accelerate`, and diffusers warns without it
-    model = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False).to(default_device(device))
-    cfg = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
-    return model.eval(), schedule_from_diffusers_config(cfg)
+# %% ../nbs/04_train.ipynb #3614665b
+@torch.no_grad()
+def denoising_mse(model: UNet2DModel, images: Tensor, schedule: NoiseSchedule, buckets: int = 10,
+                  seed: int = 0, batch_size: int = 256) -> dict:
+    "Noise-prediction MSE on `images` per t-bucket (fixed noise and t from `seed`) and its mean over buckets."
+    model.eval()
+    device = module_device(model)
+    g = torch.Generator().manual_seed(seed)
+    T = schedule.num_timesteps
+    edges = [round(i * T / buckets) for i in range(buckets + 1)]
+    per_bucket = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        t_all = torch.randint(lo, hi, (len(images),), generator=g)
+        noise_all = torch.randn(images.shape, generator=g)
+        total = 0.0
+        for i in range(0, len(images), batch_size):
+            x0, t, noise = (v[i:i + batch_size].to(device) for v in (images, t_all, noise_all))
+            pred = predict_noise(model, schedule.add_noise(x0, noise, t), t)
+            total += (pred - noise).pow(2).mean(dim=(1, 2, 3)).sum().item()
+        per_bucket.append(total / len(images))
+    return {"t_edges": edges, "per_bucket": per_bucket, "mean": sum(per_bucket) / len(per_bucket)}

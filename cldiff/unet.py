@@ -32,18 +32,17 @@ UNET_PRESETS: dict[str, dict] = {
                   up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D")),
 }
 
-def unet_config(preset: str = "micro", num_classes: int | None = None, **overrides) -> dict:
-    "`UNet2DModel` keyword arguments of a preset; `num_classes` adds class conditioning (beyond the paper)."
+def unet_config(preset: str = "micro", **overrides) -> dict:
+    "`UNet2DModel` keyword arguments of a preset, with any of them overridden."
     if preset not in UNET_PRESETS:
         raise ValueError(f"unknown UNet preset {preset!r}; choose one of {sorted(UNET_PRESETS)}")
     cfg = copy.deepcopy(UNET_PRESETS[preset])
-    if num_classes: cfg["num_class_embeds"] = int(num_classes)
     cfg.update(overrides)
     return cfg
 
-def make_unet(preset: str = "micro", num_classes: int | None = None, seed: int | None = None, **overrides) -> UNet2DModel:
+def make_unet(preset: str = "micro", seed: int | None = None, **overrides) -> UNet2DModel:
     "A freshly initialised `UNet2DModel` from a preset (seeded when `seed` is given)."
-    cfg = unet_config(preset, num_classes, **overrides)
+    cfg = unet_config(preset, **overrides)
     if seed is None: return UNet2DModel(**cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -5,16 +5,20 @@
 # %% ../nbs/13_viz.ipynb #d6e622ba
 from __future__ import annotations
 
+import base64, io, json, uuid
+from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
 import torch
 
 from .data import image_grid
-from .runner import finished_tasks, load_checkpoint, load_metrics
+from .store import finished_tasks, load_checkpoint
 from .sample import Trajectory, ddim_sample
 
 # %% auto #0
-__all__ = ['run_trajectories', 'trajectory_figure', 'trajectory_widget']
+__all__ = ['run_trajectories', 'state_timestep', 'state_caption', 'frame_png', 'trajectory_figure', 'trajectory_widget',
+           'TrajectoryPlayer', 'trajectory_player']
 
 # %% ../nbs/13_viz.ipynb #798cb4a2
 def run_trajectories(run_dirs, n: int = 8, steps: int = 10, seed: int = 0, device="cpu") -> dict[str, dict[int, Trajectory]]:
@@ -23,38 +27,182 @@ def run_trajectories(run_dirs, n: int = 8, steps: int = 10, seed: int = 0, devic
     for d in map(Path, run_dirs):
         out[d.name] = {}
         for k in range(finished_tasks(d)):
-            model = load_checkpoint(d, k, device)
-            out[d.name][k] = ddim_sample(model, n, steps=steps, seed=seed, return_trajectory=True)[1]
+            model, schedule = load_checkpoint(d, k, device)   # sampled with the schedule it was trained with
+            out[d.name][k] = ddim_sample(model, n, schedule, steps=steps, seed=seed, return_trajectory=True)[1]
     return out
 
-def trajectory_figure(traj: Trajectory, step: int | None = None, title: str = "", ax=None):
-    "x_t (top) and the predicted x0 (bottom) at one step of a trajectory (default: the last)."
+def state_timestep(traj: Trajectory, state: int) -> int | None:
+    "The timestep of state `state` (0..k) of a k-step trajectory: `timesteps[state]`, or None for the sample (state k)."
+    k = len(traj)
+    if not 0 <= state <= k: raise ValueError(f"state must be in 0..{k}, got {state}")
+    return traj.timesteps[state] if state < k else None
+
+def state_caption(traj: Trajectory, state: int, short: bool = False) -> str:
+    "What state `state` of `traj` is, numbered as the sliders number it: 'state i of k: ...' (`short`: for plot titles)."
+    k, t = len(traj), state_timestep(traj, state)
+    if short:
+        where = "the sample" if t is None else f"noise, t={t}" if state == 0 else f"t={t}"
+        return f"state {state} of {k} ({where})"
+    if state == 0: what = f"the starting noise, x_t at t={t}"
+    elif t is not None: what = f"x_t at t={t}"
+    else: what = f"the sample, after the last step (from t={traj.timesteps[-1]})"
+    return f"state {state} of {k}: {what}"
+
+def _state_images(traj: Trajectory, state: int) -> torch.Tensor:
+    "The n images of a state above the x0 predicted from it (for the sample: the last prediction, which it equals at eta=0)."
+    state_timestep(traj, state)   # validates `state`
+    return torch.cat([traj.x_t[state], traj.x0_pred[min(state, len(traj) - 1)]])
+
+def frame_png(traj: Trajectory, state: int, levels: int = 256, scale: int = 1) -> bytes:
+    "One state as a PNG: x_t above predicted x0 (an `image_grid`), in `levels` grays (<= 16: a 4-bit PNG), `scale`x nearest."
+    from PIL import Image
+    if not 2 <= levels <= 256: raise ValueError(f"levels must be in 2..256, got {levels}")
+    if scale < 1: raise ValueError(f"scale must be at least 1, got {scale}")
+    grid = image_grid(_state_images(traj, state), nrow=traj.x_t.shape[1])   # [3, H, W] in [0, 1]
+    q = (grid * (levels - 1)).round().to(torch.uint8)
+    gray, options = traj.x_t.shape[2] == 1, {}
+    if gray and levels <= 16:
+        im = Image.fromarray(q[0].numpy(), "P")
+        im.putpalette([round(i * 255 / (levels - 1)) for i in range(levels) for _ in range(3)])
+        options["bits"] = 1 if levels == 2 else 2 if levels <= 4 else 4
+    else:
+        v = (q.float() * (255 / (levels - 1))).round().to(torch.uint8)
+        im = Image.fromarray(v[0].numpy(), "L") if gray else Image.fromarray(v.permute(1, 2, 0).numpy(), "RGB")
+    if scale > 1: im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    buf = io.BytesIO(); im.save(buf, "png", optimize=True, **options)
+    return buf.getvalue()
+
+def trajectory_figure(traj: Trajectory, state: int | None = None, title: str = "", ax=None):
+    "x_t (top) and the x0 predicted from it (bottom) at one state of a trajectory (default: the last, the sample)."
     import matplotlib.pyplot as plt
-    step = len(traj) - 1 if step is None else step
-    if not 0 <= step < len(traj): raise ValueError(f"step must be in 0..{len(traj) - 1}, got {step}")
-    n = traj.x_t.shape[1]
-    grid = image_grid(torch.cat([traj.x_t[step + 1], traj.x0_pred[step]]), nrow=n)
-    if ax is None: _, ax = plt.subplots(figsize=(max(3, n * 0.7), 1.8))
+    state = len(traj) if state is None else state
+    caption = state_caption(traj, state, short=True)
+    grid = image_grid(_state_images(traj, state), nrow=traj.x_t.shape[1])
+    if ax is None: _, ax = plt.subplots(figsize=(max(3, traj.x_t.shape[1] * 0.7), 1.8))
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest"); ax.axis("off")
-    ax.set_title(f"{title} step {step + 1}/{len(traj)} (t={traj.timesteps[step]}): x_t above, predicted x0 below", fontsize=8)
+    ax.set_title(f"{title} {caption}".strip() + "\nx_t above, predicted x0 below", fontsize=8)
     return ax
 
-def trajectory_widget(trajectories: dict[str, dict[int, Trajectory]]):
-    "An ipywidgets view: choose a run, then scrub tasks and denoising steps."
-    import ipywidgets as w
-    import matplotlib.pyplot as plt
+# %% ../nbs/13_viz.ipynb #f3e5a7bf
+def _check_trajectories(trajectories: dict[str, dict[int, Trajectory]]) -> list[str]:
     runs = list(trajectories)
     if not runs or not all(trajectories[r] for r in runs): raise ValueError("no trajectories to show: did the runs finish a task?")
+    shapes = {tuple(t.x_t.shape[1:]) for r in runs for t in trajectories[r].values()}
+    if len(shapes) > 1: raise ValueError(f"all trajectories must hold images of one shape (n, C, H, W), got {sorted(shapes)}")
+    return runs
+
+def trajectory_widget(trajectories: dict[str, dict[int, Trajectory]], zoom: int = 3, interval: int = 400):
+    "An ipywidgets view (needs a kernel): choose a run, then scrub tasks and states, or Play the states."
+    import ipywidgets as w
+    runs = _check_trajectories(trajectories)
+    first = trajectories[runs[0]]
+    last = max(first); k = len(first[last])
     run_w = w.Dropdown(options=runs, description="run")
-    task_w = w.IntSlider(0, 0, max(trajectories[runs[0]]), description="task")
-    step_w = w.IntSlider(len(next(iter(trajectories[runs[0]].values()))) - 1, 0, len(next(iter(trajectories[runs[0]].values()))) - 1, description="step")
-    out = w.Output()
+    task_w = w.IntSlider(last, 0, last, description="task")
+    step_w = w.IntSlider(k, 0, k, description="state")
+    play = w.Play(k, min=0, max=k, interval=interval, description="play the states")
+    w.jslink((play, "value"), (step_w, "value"))
+    image, caption = w.Image(format="png"), w.HTML()
     def redraw(*_):
         task_w.max = max(trajectories[run_w.value])
-        with out:
-            out.clear_output(wait=True)
-            trajectory_figure(trajectories[run_w.value][task_w.value], step_w.value, f"{run_w.value}, after task {task_w.value}:")
-            plt.show()
+        traj = trajectories[run_w.value][task_w.value]
+        step_w.max = play.max = len(traj)
+        image.value = frame_png(traj, step_w.value, scale=zoom)
+        caption.value = escape(f"{run_w.value}, after task {task_w.value}: {state_caption(traj, step_w.value)}")
     for c in (run_w, task_w, step_w): c.observe(redraw, names="value")
     redraw()
-    return w.VBox([w.HBox([run_w, task_w, step_w]), out])
+    return w.VBox([w.HBox([run_w, task_w]), w.HBox([play, step_w]), image, caption])
+
+# %% ../nbs/13_viz.ipynb #093e6d3e
+_PLAYER_JS = """(function () {
+  var uid = "__UID__", root = document.getElementById(uid);
+  if (!root || root.getAttribute("data-ready")) return;
+  var data = JSON.parse(document.getElementById(uid + "-data").textContent);
+  function el(name) { return document.getElementById(uid + "-" + name); }
+  var run = el("run"), task = el("task"), step = el("step"), play = el("play"), img = el("frame"),
+      caption = el("caption"), taskOut = el("task-value"), stepOut = el("step-value"), timer = null;
+  function show() {
+    var r = run.selectedIndex, tasks = data.tasks[r];
+    task.max = tasks.length - 1;
+    var t = Math.min(+task.value, tasks.length - 1), frames = data.frames[r][t];
+    step.max = frames.length - 1;
+    var s = Math.min(+step.value, frames.length - 1);
+    img.src = "data:image/png;base64," + frames[s];
+    caption.textContent = data.captions[r][t][s];
+    taskOut.textContent = tasks[t];
+    stepOut.textContent = s + " of " + (frames.length - 1);
+  }
+  function stop() { if (timer !== null) clearInterval(timer); timer = null; play.textContent = "Play"; }
+  function tick() {
+    if (+step.value < +step.max) { step.value = +step.value + 1; show(); }
+    if (+step.value >= +step.max) stop();
+  }
+  play.addEventListener("click", function () {
+    if (timer !== null) { stop(); return; }
+    if (+step.value >= +step.max) { step.value = 0; show(); }
+    play.textContent = "Pause";
+    timer = setInterval(tick, data.interval);
+  });
+  run.addEventListener("change", show);
+  task.addEventListener("input", show);
+  step.addEventListener("input", show);
+  root.setAttribute("data-ready", "1");
+  show();
+})();"""
+
+@dataclass(repr=False)
+class TrajectoryPlayer:
+    "A self-contained HTML/JS trajectory player; a notebook shows it as HTML (no kernel needed), `save` writes a page."
+    html: str
+    uid: str
+    n_frames: int
+
+    def _repr_html_(self) -> str: return self.html
+    def __str__(self) -> str: return self.html
+    def __repr__(self) -> str: return f"TrajectoryPlayer({self.n_frames} frames, {self.nbytes / 1e6:.2f} MB, id {self.uid!r})"
+
+    @property
+    def nbytes(self) -> int: return len(self.html.encode())
+
+    def save(self, path) -> Path:
+        "Write a standalone HTML page holding the player."
+        path = Path(path)
+        path.write_text('<!doctype html>\n<html><head><meta charset="utf-8"><title>cldiff trajectories</title></head>\n'
+                        f'<body>\n{self.html}\n</body></html>\n', encoding="utf-8")
+        return path
+
+def trajectory_player(trajectories: dict[str, dict[int, Trajectory]], zoom: int = 3, levels: int = 16,
+                      interval: int = 400) -> TrajectoryPlayer:
+    "A self-contained HTML/JS player of every state of every (run, task): run select, task and state sliders, Play."
+    runs = _check_trajectories(trajectories)
+    uid = f"cldiff-player-{uuid.uuid4().hex[:12]}"
+    tasks = [sorted(trajectories[r]) for r in runs]
+    frames, captions = [], []
+    for r, ks in zip(runs, tasks):
+        trs = [trajectories[r][k] for k in ks]
+        frames.append([[base64.b64encode(frame_png(tr, i, levels)).decode() for i in range(len(tr) + 1)] for tr in trs])
+        captions.append([[f"{r}, after task {k} \u2014 {state_caption(tr, i)}" for i in range(len(tr) + 1)] for k, tr in zip(ks, trs)])
+    n, _, h, w = trajectories[runs[0]][tasks[0][0]].x_t.shape[1:]
+    pad = 2   # image_grid's padding
+    width, height = (n * (w + pad) + pad) * zoom, (2 * (h + pad) + pad) * zoom
+    t0, s0 = len(tasks[0]) - 1, len(frames[0][-1]) - 1   # shown first: the first run's last task, its sample
+    data = json.dumps({"tasks": tasks, "frames": frames, "captions": captions, "interval": int(interval)}).replace("</", "<\\/")
+    options = "".join(f'<option value="{i}">{escape(r)}</option>' for i, r in enumerate(runs))
+    row = f'height: {(h + pad) * zoom}px; line-height: {h * zoom}px;'
+    js = _PLAYER_JS.replace("__UID__", uid)
+    html = f"""<div id="{uid}" class="cldiff-player" style="font-family: system-ui, sans-serif; font-size: 14px; line-height: 1.4; margin: 0.5em 0;">
+<div style="display: flex; flex-wrap: wrap; align-items: center; gap: 0.4em 1.2em; margin-bottom: 0.5em;">
+<label>run <select id="{uid}-run">{options}</select></label>
+<label>task <input id="{uid}-task" type="range" min="0" max="{t0}" step="1" value="{t0}" style="vertical-align: middle;"> <span id="{uid}-task-value">{tasks[0][t0]}</span></label>
+<label>state <input id="{uid}-step" type="range" min="0" max="{s0}" step="1" value="{s0}" style="vertical-align: middle;"> <span id="{uid}-step-value">{s0} of {s0}</span></label>
+<button id="{uid}-play" type="button">Play</button>
+</div>
+<div style="display: flex; align-items: flex-start; overflow-x: auto;">
+<div style="flex: none; text-align: right; padding: {pad * zoom}px 0.5em 0 0; font-size: 12px; color: #666;"><div style="{row}">x<sub>t</sub></div><div style="{row}">predicted x<sub>0</sub></div></div>
+<img id="{uid}-frame" src="data:image/png;base64,{frames[0][t0][s0]}" width="{width}" height="{height}" alt="x_t above the predicted x0 of {n} samples" style="flex: none; max-width: none; image-rendering: pixelated;">
+</div>
+<div id="{uid}-caption" style="margin-top: 0.3em; min-height: 1.4em;">{escape(captions[0][t0][s0])}</div>
+<script type="application/json" id="{uid}-data">{data}</script>
+<script>{js}</script>
+</div>"""
+    return TrajectoryPlayer(html, uid, sum(len(f) for fr in frames for f in fr))
