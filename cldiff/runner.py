@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,12 +176,13 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
     images, _ = strategy.training_data(stream, k)
     batches = random_batches(len(images), config.batch_size, g)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    replay_seconds = [0.0]
+    replay_seconds = 0.0
     def loss_at(i):
+        nonlocal replay_seconds
         current = noise_images(images[next(batches)].to(device), schedule, g)
         r0 = time.perf_counter()
         replay = strategy.replay_batch(current, teacher, schedule, k, g)
-        sync(); replay_seconds[0] += time.perf_counter() - r0
+        sync(); replay_seconds += time.perf_counter() - r0
         return strategy.loss(model, current, replay, k)
     start = time.perf_counter()
     logs = fit(model, loss_at, config.iters_per_task, make_optimizer(model, config.lr), config.max_grad_norm, progress,
@@ -190,7 +192,7 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
     tail = logs[-max(1, len(logs) // 10):]   # the last 10 % of steps
     mean = lambda key: sum(p[key] for p in tail) / len(tail) if key in tail[0] else None
     return {"iters": len(logs), "train_seconds": seconds, "seconds_per_iter": seconds / len(logs),
-            "replay_seconds_per_iter": replay_seconds[0] / len(logs), "loss_end": mean("loss"),
+            "replay_seconds_per_iter": replay_seconds / len(logs), "loss_end": mean("loss"),
             "loss_current_end": mean("current"), "loss_replay_end": mean("replay"),
             "loss_curve": [round(sum(p["loss"] for p in logs[j:j + 10]) / len(logs[j:j + 10]), 5) for j in range(0, len(logs), 10)]}
 
@@ -243,7 +245,6 @@ def _check_out(out: Path) -> None:
     if out.is_dir() and not is_run_dir(out) and any(not p.name.startswith(".") for p in out.iterdir()):
         raise RunConfigMismatch(f"{out} is not empty and is not a cldiff run folder; choose a new --out folder")
     parent = next(p for p in [out, *out.parents] if p.exists())
-    import os
     if not os.access(parent, os.W_OK):
         raise CldiffError(f"cannot write to {parent} (read-only or no permission); choose another --out folder")
 
@@ -278,9 +279,10 @@ def run(config: RunConfig, out, data_root=None, device=None, download: bool | No
         model.to(device)
         for j in range(done): strategy.end_task(stream, j)      # rebuild what strategies remember (ER's buffer)
         # a run that died while evaluating its last task is evaluated before it goes on
-        if done and evaluators and any(n not in task_entry(task_state(out, done - 1)) for n in evaluators):
+        last_entry = task_entry(task_state(out, done - 1)) if done else {}
+        if done and any(n not in last_entry for n in evaluators):
             ctx = TaskContext(model, schedule, stream, done - 1, out, config)
-            update_task_entry(out, done - 1, _evaluate(evaluators, ctx, task_entry(task_state(out, done - 1))))
+            update_task_entry(out, done - 1, _evaluate(evaluators, ctx, last_entry))
             write_metrics(out)
         for k in range(done, config.n_tasks):
             teacher = frozen_copy(model) if strategy.uses_teacher and k > 0 else None

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 from diffusers import UNet2DModel
 
-from .utils import (CldiffError, folder_lock, read_json, remove_temporaries, replace_dir, resolve_device,
-                          temporary_path, write_json_atomic)
+from .utils import (CldiffError, atomic_path, folder_lock, read_json, remove_temporaries, resolve_device,
+                          write_json_atomic)
 from .data import save_images
 from .schedules import NoiseSchedule, paper_schedule
 
@@ -44,18 +44,12 @@ def save_model(model: UNet2DModel, path, schedule: NoiseSchedule | None = None) 
     from diffusers import DDIMScheduler
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     schedule = schedule or paper_schedule()
-    tmp = temporary_path(path)
-    try:
+    with atomic_path(path) as tmp:
         model.save_pretrained(tmp / "unet")
         DDIMScheduler(**schedule.diffusers_config()).save_pretrained(tmp / "scheduler")
         (tmp / "model_index.json").write_text(json.dumps({
             "_class_name": "DDIMPipeline", "_diffusers_version": __import__("diffusers").__version__,
             "scheduler": ["diffusers", "DDIMScheduler"], "unet": ["diffusers", "UNet2DModel"]}, indent=2))
-    except OSError as e:
-        import shutil; shutil.rmtree(tmp, ignore_errors=True)
-        raise CldiffError(f"could not save the model to {path}: {e.strerror or e} (disk full or read-only?); "
-                          "free space and rerun the same command") from e
-    replace_dir(tmp, path)
     return path
 
 def weights_sha256(path) -> str:
@@ -112,20 +106,11 @@ def task_entry(state: dict) -> dict:
 
 def save_task(run_dir, k: int, model: UNet2DModel, schedule: NoiseSchedule, samples: Tensor, state: dict) -> Path:
     "Write task `k`'s folder (model, sample grid, samples, state.json with the weights' hash) in one rename."
-    run_dir = Path(run_dir)
-    tmp = temporary_path(task_dir(run_dir, k))
-    try:
+    with atomic_path(task_dir(run_dir, k)) as tmp:
         save_model(model, tmp / "model", schedule)
         save_images(samples, tmp / "samples.png", nrow=8)
         torch.save(samples, tmp / "samples.pt")
         write_json_atomic(tmp / "state.json", {**state, "task": k, "weights_sha256": weights_sha256(tmp / "model")})
-    except BaseException as e:
-        import shutil; shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):
-            raise CldiffError(f"could not write task {k} to {run_dir}: {e.strerror or e} (disk full or read-only?); "
-                              "the tasks before it are intact: free space and rerun the same command") from e
-        raise
-    replace_dir(tmp, task_dir(run_dir, k))
     return task_dir(run_dir, k)
 
 def update_task_entry(run_dir, k: int, entry: dict) -> None:

@@ -82,12 +82,13 @@ def _disk_error(path, e: OSError) -> CldiffError:
 
 @contextmanager
 def atomic_path(path):
-    "Yield a temporary path to write; on success it is renamed over `path`, on failure it is removed."
+    "Yield a temporary path to write (a file or a folder); on success it is renamed over `path`, on failure removed."
     path = Path(path)
     tmp = temporary_path(path)
     try:
         yield tmp
-        os.replace(tmp, path)
+        if tmp.is_dir(): replace_dir(tmp, path)
+        else: os.replace(tmp, path)
     except OSError as e:
         _remove(tmp)
         raise _disk_error(path, e) from e
