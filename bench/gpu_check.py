@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=512, help="training images per task (default 512)")
     p.add_argument("--inception", choices=("auto", "on", "off"), default="auto",
                    help="Inception FID in the GD evaluation: auto = on a GPU when cldiff[inception] is installed (slow on a CPU)")
+    p.add_argument("--compile", action="store_true", help="also a GD run with the training step compiled (a minute or two more)")
     a = p.parse_args(argv)
     device = resolve_device(a.device)
     use_inception = a.inception == "on" or (a.inception == "auto" and device.type == "cuda" and _inception_installed())
@@ -73,19 +74,21 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - start
         results["checks"][name] = {"status": status, "seconds": round(seconds, 2), **detail}
         print(f"{status:6} {name:32} {seconds:7.1f} s  {detail.get('error', '')}", flush=True)
+        (a.out / "gpu_check.json").write_text(json.dumps(results, indent=2))   # after every check: a timeout loses nothing
 
-    def strategy_run(name, evaluate=False):
+    def strategy_run(name, evaluate=False, precision="auto", compile=False, folder=None):
         def go():
             cfg = run_config("test", name, n_tasks=2, iters_per_task=a.iters,
                              **(dict(eval_samples=64, solver_epochs=1, solver_pool=32,
                                      inception_fid=use_inception) if evaluate else {}))
             evaluators = run_evaluators(cfg)
-            m = run(cfg, a.out / name, device=device, progress=False, evaluators=evaluators, stream=stream)
+            out = a.out / (folder or name)
+            m = run(cfg, out, device=device, progress=False, evaluators=evaluators, stream=stream, precision=precision, compile=compile)
             assert len(m["tasks"]) == 2, f"{len(m['tasks'])} tasks finished"
             for t in m["tasks"]:
                 assert t["samples_nan"] == 0, f"task {t['task']}: {t['samples_nan']} NaN sample values"
                 assert "error" not in t.get("generation", {}), t["generation"].get("error")
-            model, _ = load_checkpoint(a.out / name, 1, device)
+            model, _ = load_checkpoint(out, 1, device)
             assert _same_device(module_device(model), device), f"checkpoint loaded on {module_device(model)}"
             for ev_name, ev in evaluators.items():   # every network an evaluator built follows the run's device
                 for attr in ("evaluator", "inception"):
@@ -93,7 +96,7 @@ def main(argv=None) -> int:
                     if net is not None:
                         assert _same_device(next(net.parameters()).device, device), f"{ev_name}.{attr} on {next(net.parameters()).device}"
             last = m["tasks"][-1]
-            return {"loss_end": last["loss_end"], "seconds_per_iter": last["seconds_per_iter"],
+            return {"loss_end": last["loss_end"], "seconds_per_iter": last["seconds_per_iter"], "precision": last["precision"],
                     **({"fid": last["generation"]["fid"], "kld": last["generation"]["kld"],
                         "fid_inception": last["generation"].get("fid_inception"),
                         "solver_accuracy": last["solver"]["seen_accuracy"]} if evaluate else {})}
@@ -101,6 +104,7 @@ def main(argv=None) -> int:
 
     for name in sorted(STRATEGIES):
         check(f"run {name}" + (" + evaluation" if name == "gd" else ""), strategy_run(name, evaluate=name == "gd"))
+    check("run gd in fp32 (the reference path)", strategy_run("gd", precision="fp32", folder="gd_fp32"))
     dev = ["--device", str(device)]
     check("cldiff sample", lambda: _cli_ok(["sample", str(a.out / "gd"), "--steps", "10", "--n", "16", "--out", str(a.out / "grid.png"), *dev]))
     def evaluate():   # what `cldiff evaluate` calls, on the same small stream (the command itself is tested in 09_cli)
@@ -116,6 +120,7 @@ def main(argv=None) -> int:
                 assert torch.isfinite(tr.x_t).all() and torch.isfinite(tr.x0_pred).all(), f"{run_name} task {k}: NaN in trajectory"
         return {"runs": len(trajs)}
     check("viz trajectories", trajectories)
+    if a.compile: check("run gd, compiled training step", strategy_run("gd", compile=True, folder="gd_compiled"))
     (a.out / "gpu_check.json").write_text(json.dumps(results, indent=2))
     n = len(results["checks"])
     print(f"{n - len(failures)} passed, {len(failures)} failed (device {device}); details in {a.out / 'gpu_check.json'}")

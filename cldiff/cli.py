@@ -10,7 +10,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .utils import CldiffError
+from .utils import PRECISIONS, CldiffError
 from .data import save_images
 from .sample import ddim_sample
 from .store import finished_tasks, load_checkpoint, load_metrics, load_model
@@ -29,6 +29,38 @@ def _strategy_epilog() -> str:
         lines.append(f"  {name:9} {strategy_summary(name)} [{opts}]")
     return "\n".join(lines)
 
+def _add_run_options(r: argparse.ArgumentParser) -> None:
+    "The options of `run` that `compare` shares: preset, data, training, strategy options, evaluation, speed."
+    r.add_argument("--preset", default="micro", choices=sorted(RUN_PRESETS), help="model size and training length (default: micro, for CPUs)")
+    r.add_argument("--data-root", type=Path, default=None, help="folder holding FashionMNIST/raw/ (default: $CLDIFF_DATA, then ~/.cache/cldiff/data)")
+    r.add_argument("--download", action="store_true", default=None, help="download Fashion-MNIST into the data root if it is missing (automatic on Colab)")
+    r.add_argument("--fixed-class-order", action="store_true", default=None, help="classes 0-1, 2-3, ... instead of the seeded shuffle")
+    r.add_argument("--tasks", type=int, default=None, dest="n_tasks", help="number of tasks (a divisor of 10; default 5)")
+    r.add_argument("--iters-per-task", type=int, default=None, help="training iterations per task (default from the preset)")
+    r.add_argument("--batch-size", type=int, default=None, help="current images per batch; the replay batch is as large (default from the preset)")
+    r.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 2e-4)")
+    for name, opt in all_options().items():   # each strategy's own options, from the registry
+        defaults = {s: STRATEGIES[s].options[name].default for s in sorted(STRATEGIES) if name in STRATEGIES[s].options}
+        users = ", ".join(defaults)
+        default = (f"default {opt.default}" if len(set(map(repr, defaults.values()))) == 1 else
+                   "default per strategy: " + ", ".join(f"{s} {v}" for s, v in defaults.items()) + "; presets may set their own")
+        r.add_argument(opt.cli_flag(name), type=opt.type, default=None, dest=name, metavar=name.split("_")[-1].upper(),
+                       help=f"{opt.help} ({default}; strategies: {users})")
+    r.add_argument("--eval-samples", type=int, default=None, help="generated images for FID/KID/KLD after every task, 0 for none (default from the preset)")
+    r.add_argument("--solver-epochs", type=int, default=None, help="epochs per task of the replay-trained classifier, 0 for none (default from the preset)")
+    r.add_argument("--solver-pool", type=int, default=None, help="replay images generated once per task for the classifier (default from the preset)")
+    r.add_argument("--inception-fid", action="store_true", default=None, help="also compute the paper's Inception FID (needs cldiff[inception]; on by default for --preset paper)")
+    r.add_argument("--solver-baselines", choices=("real", "replay"), default=None,
+                   help="classifier of fine-tuning/joint runs: real data only, as the paper (default), or replay from their models")
+    r.add_argument("--solver-soft-target", choices=("teacher", "authors"), default=None,
+                   help="the classifier's replay soft labels: the usual direction (default) or the authors' reversed form")
+    r.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    r.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="training arithmetic: bf16 autocast, fp32, or auto (bf16 where the hardware has it natively; default)")
+    r.add_argument("--compile", action="store_true", help="compile the training step with torch.compile (CUDA graphs on a GPU; "
+                   "a minute or two of compiling, then faster steps)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+
 def build_parser() -> argparse.ArgumentParser:
     "The `cldiff` argument parser."
     p = argparse.ArgumentParser(prog="cldiff", description="Continual learning of diffusion models: generative replay vs generative distillation.")
@@ -43,26 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
                               "\n\npresets:\n" + "\n".join(f"  {k:6} UNet {v['unet']}, {v['image_size']}px, batch {v['batch_size']}, "
                                                           f"{v['iters_per_task']} iterations per task" for k, v in RUN_PRESETS.items()))
     r.add_argument("--strategy", default="gd", choices=sorted(STRATEGIES), help="how old tasks are replayed (default: gd)")
-    r.add_argument("--preset", default="micro", choices=sorted(RUN_PRESETS), help="model size and training length (default: micro, for CPUs)")
     r.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, sample grids, metrics.json")
-    r.add_argument("--data-root", type=Path, default=None, help="folder holding FashionMNIST/raw/ (default: $CLDIFF_DATA, then ~/.cache/cldiff/data)")
-    r.add_argument("--download", action="store_true", default=None, help="download Fashion-MNIST into the data root if it is missing (automatic on Colab)")
     r.add_argument("--seed", type=int, default=None, help="seed of the class order, initialisation and batches (default 42)")
-    r.add_argument("--fixed-class-order", action="store_true", default=None, help="classes 0-1, 2-3, ... instead of the seeded shuffle")
-    r.add_argument("--tasks", type=int, default=None, dest="n_tasks", help="number of tasks (a divisor of 10; default 5)")
-    r.add_argument("--iters-per-task", type=int, default=None, help="training iterations per task (default from the preset)")
-    r.add_argument("--batch-size", type=int, default=None, help="current images per batch; the replay batch is as large (default from the preset)")
-    r.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 2e-4)")
-    for name, opt in all_options().items():   # each strategy's own options, from the registry
-        users = ", ".join(s for s in sorted(STRATEGIES) if name in STRATEGIES[s].options)
-        r.add_argument(opt.cli_flag(name), type=opt.type, default=None, dest=name, metavar=name.split("_")[-1].upper(),
-                       help=f"{opt.help} (default {opt.default}; strategies: {users})")
-    r.add_argument("--eval-samples", type=int, default=None, help="generated images for FID/KID/KLD after every task, 0 for none (default from the preset)")
-    r.add_argument("--solver-epochs", type=int, default=None, help="epochs per task of the replay-trained classifier, 0 for none (default from the preset)")
-    r.add_argument("--solver-pool", type=int, default=None, help="replay images generated once per task for the classifier (default from the preset)")
-    r.add_argument("--inception-fid", action="store_true", default=None, help="also compute the paper's Inception FID (needs cldiff[inception]; on by default for --preset paper)")
-    r.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_run_options(r)
+
+    c = sub.add_parser("compare", help="run several strategies over several seeds, then one report (resumable)",
+                       description="Run every strategy with every seed into OUT/STRATEGY_sSEED (finished runs are skipped, "
+                                   "unfinished ones resumed), then write OUT/report: the table with mean ± standard error over "
+                                   "seeds, metrics per task and the sample grids side by side. Strategy options apply to the "
+                                   "strategies that have them.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_strategy_epilog())
+    c.add_argument("--strategies", nargs="+", default=["finetune", "joint", "gr", "gd"], choices=sorted(STRATEGIES),
+                   metavar="STRATEGY", help="strategies to run (default: finetune joint gr gd)")
+    c.add_argument("--seeds", nargs="+", type=int, default=[42, 69, 1714], help="seeds (default: 42 69 1714, the authors')")
+    c.add_argument("--out", required=True, type=Path, help="folder for the runs and the report")
+    _add_run_options(c)
 
     ev = sub.add_parser("evaluate", help="compute FID/KID/KLD and the replay classifier on a finished run's checkpoints",
                         description="Evaluate every finished task's checkpoint of a run after the fact and merge the results into its metrics.json.")
@@ -93,17 +120,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/09_cli.ipynb #79968bac
 _LEARNING = ("seed", "fixed_class_order", "n_tasks", "iters_per_task", "batch_size", "lr")
-_EVALUATION = ("eval_samples", "solver_epochs", "solver_pool", "inception_fid")
+_EVALUATION = ("eval_samples", "solver_epochs", "solver_pool", "inception_fid", "solver_baselines", "solver_soft_target")
 
 def _cmd_run(a) -> int:
     overrides = {k: getattr(a, k) for k in (*_LEARNING, *_EVALUATION, *all_options())}
     config = run_config(a.preset, a.strategy, **overrides)
     metrics = run(config, a.out, data_root=a.data_root, device=a.device, download=a.download, progress=not a.no_progress,
+                  precision=a.precision, compile=a.compile,
                   evaluators=run_evaluators(config, a.data_root))
     last = metrics["tasks"][-1]
     grid = a.out / f"task_{last['task']}" / "samples.png"
     print(f"done: {len(metrics['tasks'])} tasks in {a.out}; after task {last['task']}: "
           f"denoising MSE on seen tasks {last['denoising_mse']['seen_mean']:.4f}; samples in {grid}")
+    return 0
+
+def _cmd_compare(a) -> int:
+    # every config is built (and so checked) before the first run starts
+    configs = {}
+    for strategy in dict.fromkeys(a.strategies):
+        declared = STRATEGIES[strategy].options
+        for seed in dict.fromkeys(a.seeds):
+            overrides = {k: getattr(a, k) for k in (*_LEARNING, *_EVALUATION) if k != "seed"}
+            overrides.update({k: getattr(a, k) for k in all_options() if k in declared})
+            configs[f"{strategy}_s{seed}"] = run_config(a.preset, strategy, seed=seed, **overrides)
+    given = [k for k in all_options() if getattr(a, k) is not None]
+    unused = [k for k in given if not any(k in STRATEGIES[s].options for s in a.strategies)]
+    if unused: raise CldiffError(f"no chosen strategy has the option(s) {', '.join(unused)}; drop them or add a strategy that has them")
+    run_dirs = []
+    for i, (name, config) in enumerate(configs.items()):
+        out = a.out / name
+        print(f"[{i + 1}/{len(configs)}] {name}", flush=True)
+        run(config, out, data_root=a.data_root, device=a.device, download=a.download, progress=not a.no_progress,
+            precision=a.precision, compile=a.compile, evaluators=run_evaluators(config, a.data_root))
+        run_dirs.append(out)
+    path = write_report(run_dirs, a.out / "report")
+    print(summary_table(load_runs(run_dirs)))
+    print(f"wrote {path} and its figures")
     return 0
 
 def _png_path(out: Path) -> Path:
@@ -150,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     "Entry point of the `cldiff` command."
     a = build_parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "sample": _cmd_sample, "evaluate": _cmd_evaluate, "report": _cmd_report}[a.command](a)
+        return {"run": _cmd_run, "compare": _cmd_compare, "sample": _cmd_sample, "evaluate": _cmd_evaluate,
+                "report": _cmd_report}[a.command](a)
     except CldiffError as e:      # the user can fix it: one line that says what to do
         print(f"cldiff {a.command}: error: {e}", file=sys.stderr)
         return 2

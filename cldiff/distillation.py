@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .train import predict_noise, sample_timesteps
 from .registry import register_strategy
-from .replay import REPLAY_OPTIONS, GenerativeReplay, ReplayBatch, Strategy
+from .replay import GenerativeReplay, ReplayBatch, Strategy, replay_options
 
 # %% auto #0
 __all__ = ['teacher_targets', 'GenerativeDistillation', 'LwFDistillation', 'GaussianDistillation']
@@ -25,6 +25,7 @@ def teacher_targets(teacher, x_t: Tensor, t: Tensor) -> Tensor:
 class GenerativeDistillation(GenerativeReplay):
     "Generative distillation: on noised teacher samples, match the teacher's noise prediction."
     name = "gd"
+    options = {**GenerativeReplay.options, **replay_options(3.0)}
     # the same replay inputs as generative replay (teacher samples, noised at random t); only the target differs
     def replay_target(self, teacher, b): return teacher_targets(teacher, b.x_t, b.t)
 
@@ -33,7 +34,7 @@ class LwFDistillation(Strategy):
     "LwF-like distillation: match the teacher's prediction on the current batch's noisy images."
     name = "lwf"
     uses_teacher = True
-    options = REPLAY_OPTIONS
+    options = replay_options(0.25)
 
     def replay_batch(self, current, teacher, schedule, task_index, generator=None):
         if task_index == 0 or teacher is None: return None
@@ -46,7 +47,7 @@ class GaussianDistillation(Strategy):
     "Gaussian distillation: match the teacher's prediction on pure Gaussian noise at random t."
     name = "gaussian"
     uses_teacher = True
-    options = REPLAY_OPTIONS
+    options = replay_options(24.0)
 
     def replay_batch(self, current, teacher, schedule, task_index, generator=None):
         if task_index == 0 or teacher is None: return None

@@ -201,11 +201,11 @@ def generation_metrics(model, stream, k: int, evaluator: Evaluator, n_samples: i
 class GenerationEvaluator:
     "The runner's FID/KID/KLD evaluator: `generation_metrics` after every task, its networks built once."
     def __init__(self, n_samples: int = 10000, steps: int = 10, seed: int = 0, inception: bool = False,
-                 evaluator: Evaluator | None = None, data_root=None):
+                 evaluator: Evaluator | None = None, data_root=None, inception_antialias: bool = True):
         self.n_samples, self.steps, self.seed, self.data_root = n_samples, steps, seed, data_root
         self.evaluator = evaluator
         # checked now, before a run starts, so a missing Inception install fails before any training
-        self.inception = inception_extractor() if inception else None
+        self.inception = inception_extractor(antialias=inception_antialias) if inception else None
 
     def __call__(self, ctx) -> dict:
         if self.evaluator is None: self.evaluator = load_evaluator(root=self.data_root, progress=False)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -21,8 +22,8 @@ from .sample import ddim_denoise
 from .registry import Option, register_strategy, resolve_options
 
 # %% auto #0
-__all__ = ['REPLAY_OPTIONS', 'TEACHER_STEPS', 'ReplayBatch', 'Strategy', 'FineTune', 'Joint', 'frozen_copy', 'task_weights',
-           'continual_loss', 'generate_replay', 'GenerativeReplay', 'ExperienceReplay']
+__all__ = ['REPLAY_OPTIONS', 'TEACHER_STEPS', 'ReplayBatch', 'replay_options', 'Strategy', 'FineTune', 'Joint', 'frozen_copy',
+           'task_weights', 'continual_loss', 'generate_replay', 'GenerativeReplay', 'ExperienceReplay']
 
 # %% ../nbs/06_replay.ipynb #d582c550
 @dataclass
@@ -39,6 +40,10 @@ REPLAY_OPTIONS = {
     "replay_size": Option(None, "replay images per batch (default: as many as current images, as in the paper)", int,
                           min=1, allow_none=True),
 }
+def replay_options(replay_lambda: float) -> dict[str, Option]:
+    "REPLAY_OPTIONS with another default lambda (each strategy's own, from the authors' final experiments)."
+    return {**REPLAY_OPTIONS, "replay_lambda": dataclasses.replace(REPLAY_OPTIONS["replay_lambda"], default=replay_lambda)}
+
 TEACHER_STEPS = {"teacher_steps": Option(2, "DDIM steps the teacher takes to generate replay images", int, min=1, max=1000)}
 
 class Strategy:
@@ -65,6 +70,10 @@ class Strategy:
         "The training loss of one batch and its logged parts."
         return continual_loss(student, current, replay, task_index, getattr(self, "replay_lambda", 1.0))
 
+    def iterations(self, iters_per_task: int, task_index: int) -> int:
+        "Training iterations of task `task_index` (the run's iterations per task, unless the strategy scales them)."
+        return iters_per_task
+
     def end_task(self, stream: TaskStream, task_index: int) -> None:
         "Called once a task is learned."
 
@@ -84,7 +93,11 @@ class FineTune(Strategy):
 class Joint(Strategy):
     "Upper bound: train on all the real data seen so far."
     name = "joint"
+    options = {"grow_iters": Option(1, "1: as many epochs over all data seen as the others get over one task, so task k trains "
+                                       "(k+1) x the iterations (the authors' cumulative training); 0: the same iterations every task",
+                                    int, min=0, max=1, flag="--joint-grow-iters")}
     def training_data(self, stream, task_index): return stream.seen_train(task_index)
+    def iterations(self, iters_per_task, task_index): return iters_per_task * (task_index + 1 if self.grow_iters else 1)
 
 # %% ../nbs/06_replay.ipynb #43410737
 def frozen_copy(model: UNet2DModel) -> UNet2DModel:
@@ -101,16 +114,16 @@ def task_weights(task_index: int) -> tuple[float, float]:
 
 def continual_loss(student: UNet2DModel, current: NoisedBatch, replay: ReplayBatch | None, task_index: int,
                    replay_lambda: float = 1.0) -> tuple[Tensor, dict]:
-    "The paper's loss: 1/(t+1) * L_current + (1 - 1/(t+1)) * lambda * L_replay (plain MSE without replay)."
+    "The paper's loss: 1/(t+1) * L_current + (1 - 1/(t+1)) * lambda * L_replay (plain MSE without replay), and its parts (on the device)."
     if replay is None:
         loss = F.mse_loss(predict_noise(student, current.x_t, current.t), current.noise)
-        return loss, {"current": loss.item()}
+        return loss, {"current": loss.detach()}
     n = len(current.x_t)
     pred = predict_noise(student, torch.cat([current.x_t, replay.x_t]), torch.cat([current.t, replay.t]))
     l_cur, l_rep = F.mse_loss(pred[:n], current.noise), F.mse_loss(pred[n:], replay.target)
     w_cur, w_rep = task_weights(task_index)
     loss = w_cur * l_cur + w_rep * replay_lambda * l_rep
-    return loss, {"current": l_cur.item(), "replay": l_rep.item()}
+    return loss, {"current": l_cur.detach(), "replay": l_rep.detach()}
 
 # %% ../nbs/06_replay.ipynb #f9391ad5
 def generate_replay(teacher: UNet2DModel, n: int, schedule: NoiseSchedule, steps: int, like: Tensor,
@@ -125,13 +138,36 @@ class GenerativeReplay(Strategy):
     "Generative replay: denoise the teacher's few-step samples with the ordinary noise target."
     name = "gr"
     uses_teacher = True
-    options = {**REPLAY_OPTIONS, **TEACHER_STEPS}
+    options = {**REPLAY_OPTIONS, **TEACHER_STEPS,
+               "replay_chunk": Option(8, "iterations whose replay the teacher generates in one call (the same distribution; "
+                                         "larger batches keep a GPU busy)", int, min=1, max=256)}
+
+    def __init__(self, seed: int = 0, **options):
+        super().__init__(seed, **options)
+        self._queue: list[ReplayBatch] = []
+        self._queue_key = None
 
     def replay_batch(self, current, teacher, schedule, task_index, generator=None):
         if task_index == 0 or teacher is None: return None
-        x0 = generate_replay(teacher, self.replay_count(current), schedule, self.teacher_steps, current.x0, generator)
+        n = self.replay_count(current)
+        # the teacher is frozen for the whole task, so samples made for later iterations are drawn from the same
+        # distribution as samples made on the spot; one call for `replay_chunk` iterations saves most kernel launches
+        key = (id(teacher), task_index, n)
+        if not self._queue or self._queue_key != key:
+            self._queue, self._queue_key = self.make_replay(teacher, n * self.replay_chunk, n, schedule, current.x0, generator), key
+        return self._queue.pop(0)
+
+    def make_replay(self, teacher: UNet2DModel, total: int, per_batch: int, schedule: NoiseSchedule, like: Tensor,
+                    generator: torch.Generator | None = None) -> list[ReplayBatch]:
+        "`total` noised teacher samples with their targets, made in one call and cut into batches of `per_batch`."
+        x0 = generate_replay(teacher, total, schedule, self.teacher_steps, like, generator)
         b = noise_images(x0, schedule, generator)
-        return ReplayBatch(b.x_t, b.t, self.replay_target(teacher, b), x0)
+        target = self.replay_target(teacher, b)
+        return [ReplayBatch(b.x_t[i:i + per_batch], b.t[i:i + per_batch], target[i:i + per_batch], x0[i:i + per_batch])
+                for i in range(0, total, per_batch)]
+
+    def end_task(self, stream, task_index):
+        self._queue, self._queue_key = [], None   # samples of this task's teacher are never used with the next one
 
     def replay_target(self, teacher: UNet2DModel, b: NoisedBatch) -> Tensor:
         "What the student must predict on the noised teacher samples: here the noise that was added."

@@ -26,9 +26,11 @@ def run_evaluators(config: RunConfig, data_root=None) -> dict:
     ev, evaluators = config.evaluation, {}
     if ev.eval_samples > 0:
         evaluators["generation"] = GenerationEvaluator(ev.eval_samples, ev.sample_steps, seed=config.seed,
-                                                       inception=ev.inception_fid, data_root=data_root)
+                                                       inception=ev.inception_fid, data_root=data_root,
+                                                       inception_antialias=ev.inception_antialias)
     if ev.solver_epochs > 0:
-        evaluators["solver"] = SolverEvaluator(ev.solver_epochs, ev.sample_steps, ev.solver_pool, seed=config.seed)
+        evaluators["solver"] = SolverEvaluator(ev.solver_epochs, ev.sample_steps, ev.solver_pool, seed=config.seed,
+                                               baselines=ev.solver_baselines, soft_target=ev.solver_soft_target)
     return evaluators
 
 # %% ../nbs/12_report.ipynb #f6779d00

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from diffusers import UNet2DModel
 
-from .utils import CldiffError, ConfigError, check_finite, module_device, resolve_device
+from .utils import CldiffError, ConfigError, autocast, check_finite, module_device, resolve_device, resolve_precision
 from .data import TaskStream, fashion_mnist_tasks, random_batches
 from .schedules import NoiseSchedule, paper_schedule
 from .unet import UNET_PRESETS, make_unet
@@ -52,6 +52,9 @@ class EvalConfig:
     solver_epochs: int = 0            # epochs per task of the replay-trained classifier (0: off; the paper: 20)
     solver_pool: int | None = None    # replay images generated once per task for the classifier (None: fresh per minibatch)
     inception_fid: bool = False       # also the paper's Inception FID (needs its weights; slow on a CPU)
+    inception_antialias: bool = True  # resize to 299 px with antialiasing (torchmetrics >= 1.8); False: as torch-fidelity and the authors
+    solver_baselines: str = "real"    # fine-tuning/joint runs' classifier: real data only, as the paper ("replay": from their models)
+    solver_soft_target: str = "teacher"   # replay soft labels: the usual direction, or "authors" (their code's reversed form)
 
     def __post_init__(self):
         problems = []
@@ -60,6 +63,10 @@ class EvalConfig:
         if not problems and 0 < self.eval_samples < 4: problems.append(f"eval_samples must be 0 (off) or at least 4 for FID/KID, got {self.eval_samples}")
         if not problems and self.sample_steps > 1000: problems.append(f"sample_steps must be at most 1000 (the schedule's timesteps), got {self.sample_steps}")
         if not problems and self.diagnostic_buckets > 1000: problems.append(f"diagnostic_buckets must be at most 1000, got {self.diagnostic_buckets}")
+        if self.solver_baselines not in ("real", "replay"):
+            problems.append(f"solver_baselines must be 'real' or 'replay', got {self.solver_baselines!r}")
+        if self.solver_soft_target not in ("teacher", "authors"):
+            problems.append(f"solver_soft_target must be 'teacher' or 'authors', got {self.solver_soft_target!r}")
         if self.solver_pool is not None: _at_least(problems, self, ("solver_pool",), 1, " (leave it out for fresh replay)")
         if problems: raise ConfigError("invalid evaluation settings: " + "; ".join(problems))
 
@@ -127,10 +134,12 @@ class RunConfig:
 
 RUN_PRESETS: dict[str, dict] = {
     "paper": dict(unet="paper", image_size=32, iters_per_task=9375, batch_size=128,
-                  evaluation=dict(diagnostic_images=1000, eval_samples=10000, solver_epochs=20, inception_fid=True)),
+                  evaluation=dict(diagnostic_images=1000, eval_samples=10000, solver_epochs=20, inception_fid=True,
+                                  inception_antialias=False)),
     "colab": dict(unet="colab", image_size=32, iters_per_task=1200, batch_size=128,
                   evaluation=dict(diagnostic_images=500, eval_samples=2000, solver_epochs=5)),
-    "micro": dict(unet="micro", image_size=28, iters_per_task=200, batch_size=32,
+    # micro keeps GD's lambda at 1: at this size lambda 3 measured worse (FID 172 against 124 after 5 tasks)
+    "micro": dict(unet="micro", image_size=28, iters_per_task=200, batch_size=32, strategy_options=dict(gd=dict(replay_lambda=1.0)),
                   evaluation=dict(diagnostic_images=200, eval_samples=1000, solver_epochs=0, solver_pool=1000)),
     "test": dict(unet="micro", image_size=28, iters_per_task=3, batch_size=8, strategy_options=dict(memory_size=40),
                  evaluation=dict(grid_samples=8, diagnostic_images=8, diagnostic_buckets=4, sample_steps=2)),
@@ -142,8 +151,10 @@ def run_config(preset: str = "micro", strategy: str = "gd", **overrides) -> RunC
         raise ConfigError(f"unknown run preset {preset!r}; choose one of {', '.join(sorted(RUN_PRESETS))}")
     base = dict(RUN_PRESETS[preset])
     declared = strategy_class(strategy).options
-    # preset-level option defaults apply only to the strategies that have the option
-    options = {k: v for k, v in base.pop("strategy_options", {}).items() if k in declared}
+    # preset-level option defaults apply only to the strategies that have the option; a strategy's name holds its own
+    preset_options = base.pop("strategy_options", {})
+    options = {k: v for k, v in preset_options.items() if k in declared}
+    options.update(preset_options.get(strategy, {}))
     evaluation = dict(base.pop("evaluation", {}))
     values = dict(base, preset=preset, strategy=strategy)
     learning = {f.name for f in dataclasses.fields(RunConfig)} - {"strategy_options", "evaluation"}
@@ -169,31 +180,43 @@ def load_stream(config: RunConfig, data_root=None, download: bool | None = None)
 
 def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strategy, stream: TaskStream, k: int,
                schedule: NoiseSchedule, config: RunConfig, progress: bool = True,
-               on_step: Callable[[int, int, dict], None] | None = None) -> dict:
-    "Train `model` on task `k` with `strategy` (on the model's device); returns timing and loss statistics."
+               on_step: Callable[[int, int, dict], None] | None = None, precision: str = "fp32",
+               compile: bool = False) -> dict:
+    """Train `model` on task `k` with `strategy` (on the model's device); returns timing and loss statistics.
+
+    `precision` 'bf16' runs the networks under bf16 autocast ('auto': where the hardware has it); `compile` runs the
+    student's training step through `torch.compile` (with CUDA graphs on a GPU). Both change speed, not the method."""
     device = module_device(model)
+    precision = resolve_precision(precision, device)
     g = torch.Generator().manual_seed(task_seed(config.seed, k))
     images, _ = strategy.training_data(stream, k)
     batches = random_batches(len(images), config.batch_size, g)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    replay_seconds = 0.0
+    cuda = device.type == "cuda"
+    # the student the loss sees: the model itself, or a compiled view of it sharing its parameters
+    student = torch.compile(model, mode="reduce-overhead" if cuda else "default", dynamic=False) if compile else model
+    replay_events, replay_seconds = [], 0.0   # CUDA events time the replay without making the CPU wait for the GPU
     def loss_at(i):
         nonlocal replay_seconds
-        current = noise_images(images[next(batches)].to(device), schedule, g)
-        r0 = time.perf_counter()
-        replay = strategy.replay_batch(current, teacher, schedule, k, g)
-        sync(); replay_seconds += time.perf_counter() - r0
-        return strategy.loss(model, current, replay, k)
+        if compile and cuda: torch.compiler.cudagraph_mark_step_begin()
+        with autocast(device, precision):
+            current = noise_images(images[next(batches)].to(device), schedule, g)
+            if cuda: start_ev, end_ev = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True); start_ev.record()
+            else: r0 = time.perf_counter()
+            replay = strategy.replay_batch(current, teacher, schedule, k, g)
+            if cuda: end_ev.record(); replay_events.append((start_ev, end_ev))
+            else: replay_seconds += time.perf_counter() - r0
+            return strategy.loss(student, current, replay, k)
     start = time.perf_counter()
-    logs = fit(model, loss_at, config.iters_per_task, make_optimizer(model, config.lr), config.max_grad_norm, progress,
+    logs = fit(model, loss_at, strategy.iterations(config.iters_per_task, k), make_optimizer(model, config.lr), config.max_grad_norm, progress,
                f"task {k + 1}/{len(stream)} [{config.strategy}]", None if on_step is None else lambda i, p: on_step(k, i, p))
-    sync()
+    if cuda: torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
+    if replay_events: replay_seconds = sum(a.elapsed_time(b) for a, b in replay_events) / 1000
     tail = logs[-max(1, len(logs) // 10):]   # the last 10 % of steps
     mean = lambda key: sum(p[key] for p in tail) / len(tail) if key in tail[0] else None
     return {"iters": len(logs), "train_seconds": seconds, "seconds_per_iter": seconds / len(logs),
-            "replay_seconds_per_iter": replay_seconds / len(logs), "loss_end": mean("loss"),
-            "loss_current_end": mean("current"), "loss_replay_end": mean("replay"),
+            "replay_seconds_per_iter": replay_seconds / len(logs), "precision": precision, "compiled": bool(compile),
+            "loss_end": mean("loss"), "loss_current_end": mean("current"), "loss_replay_end": mean("replay"),
             "loss_curve": [round(sum(p["loss"] for p in logs[j:j + 10]) / len(logs[j:j + 10]), 5) for j in range(0, len(logs), 10)]}
 
 # %% ../nbs/08_runner.ipynb #fea0f772
@@ -255,13 +278,17 @@ def _evaluate(evaluators: dict, ctx: TaskContext, entry: dict) -> dict:
 
 def run(config: RunConfig, out, data_root=None, device=None, download: bool | None = None, progress: bool = True,
         evaluators: dict[str, Evaluator] | None = None, stream: TaskStream | None = None,
-        on_step: Callable[[int, int, dict], None] | None = None) -> dict:
-    "Train on the task stream with one strategy, saving and evaluating after every task; resumes `out`."
+        on_step: Callable[[int, int, dict], None] | None = None, precision: str = "auto", compile: bool = False) -> dict:
+    """Train on the task stream with one strategy, saving and evaluating after every task; resumes `out`.
+
+    `precision` and `compile` are speed settings of the training (see `train_task`); like the device they may
+    differ between resumes, and each task records what it used. Evaluation always runs in float32."""
     out, evaluators = Path(out), dict(evaluators or {})
     # everything is checked before anything is written
     _check_out(out)
     check_run_dir(out, config)
     device = resolve_device(device)
+    precision = resolve_precision(precision, device)
     stream = stream if stream is not None else load_stream(config, data_root, download)
     if len(stream) != config.n_tasks:
         raise ConfigError(f"the stream has {len(stream)} tasks but the config asks for {config.n_tasks}")
@@ -286,7 +313,7 @@ def run(config: RunConfig, out, data_root=None, device=None, download: bool | No
             write_metrics(out)
         for k in range(done, config.n_tasks):
             teacher = frozen_copy(model) if strategy.uses_teacher and k > 0 else None
-            stats = train_task(model, teacher, strategy, stream, k, schedule, config, progress, on_step)
+            stats = train_task(model, teacher, strategy, stream, k, schedule, config, progress, on_step, precision, compile)
             del teacher
             strategy.end_task(stream, k)
             evaluation, samples = evaluate_task(model, stream, k, schedule, config.evaluation, seed=config.seed)

@@ -23,34 +23,46 @@ from .metrics import predict_classes
 from .store import load_checkpoint
 
 # %% auto #0
-__all__ = ['Solver', 'soft_target_loss', 'solver_loss', 'diffusion_replay', 'train_solver_task', 'task_accuracies',
-           'seen_accuracy', 'forgetting', 'train_solver_sequence', 'SolverEvaluator']
+__all__ = ['SOFT_TARGETS', 'SOLVER_BASELINES', 'Solver', 'soft_target_loss', 'solver_loss', 'diffusion_replay',
+           'train_solver_task', 'task_accuracies', 'seen_accuracy', 'forgetting', 'train_solver_sequence',
+           'SolverEvaluator']
 
 # %% ../nbs/11_solver.ipynb #8e8dd262
 class Solver(nn.Module):
-    "The paper's small CNN classifier for continual learning."
-    def __init__(self, in_channels: int = 1, n_classes: int = 10):
+    "The paper's small CNN classifier for continual learning (the authors' SimpleCNN, with its dropout)."
+    def __init__(self, in_channels: int = 1, n_classes: int = 10, dropout: float = 0.25):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(128, 128, 1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(128, n_classes))
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=0), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Dropout(dropout),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 128, 3, padding=0), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Dropout(dropout),
+            nn.Conv2d(128, 128, 1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Dropout(dropout),
+            nn.Flatten(), nn.Linear(128, n_classes))
 
     def forward(self, x: Tensor) -> Tensor: return self.net(x)
 
 # %% ../nbs/11_solver.ipynb #655322c8
-def soft_target_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 2.0) -> Tensor:
-    "Cross-entropy to the teacher's temperature-softened distribution, scaled by T^2 (van de Ven et al. 2020)."
-    target = F.softmax(teacher_logits / temperature, dim=1)
-    return -(target * F.log_softmax(student_logits / temperature, dim=1)).sum(1).mean() * temperature ** 2
+SOFT_TARGETS = ("teacher", "authors")
+
+def soft_target_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 2.0, form: str = "teacher") -> Tensor:
+    """Soft-label loss on replay, scaled by T^2 (van de Ven et al. 2020).
+
+    'teacher': cross-entropy to the teacher's softened distribution (the usual direction).
+    'authors': the authors' code, the student's softened probabilities times the teacher's log-probabilities."""
+    if form not in SOFT_TARGETS: raise ValueError(f"unknown soft-target form {form!r}; use one of {', '.join(SOFT_TARGETS)}")
+    s, t = student_logits / temperature, teacher_logits / temperature
+    if form == "teacher": loss = -(F.softmax(t, dim=1) * F.log_softmax(s, dim=1)).sum(1)
+    else: loss = -(F.softmax(s, dim=1) * F.log_softmax(t, dim=1)).sum(1)
+    return loss.mean() * temperature ** 2
 
 def solver_loss(logits_real: Tensor, labels: Tensor, logits_replay: Tensor | None, teacher_logits: Tensor | None,
-                task_index: int, temperature: float = 2.0) -> Tensor:
+                task_index: int, temperature: float = 2.0, soft_target: str = "teacher") -> Tensor:
     "1/(t+1) * CE on current real data + (1 - 1/(t+1)) * soft-target loss on replay."
     ce = F.cross_entropy(logits_real, labels)
     if logits_replay is None: return ce
     w = 1.0 / (task_index + 1)
-    return w * ce + (1 - w) * soft_target_loss(logits_replay, teacher_logits, temperature)
+    return w * ce + (1 - w) * soft_target_loss(logits_replay, teacher_logits, temperature, soft_target)
 
 # %% ../nbs/11_solver.ipynb #c16a6ddf
 def diffusion_replay(model: UNet2DModel, schedule: NoiseSchedule | None = None, steps: int = 10,
@@ -67,7 +79,8 @@ def diffusion_replay(model: UNet2DModel, schedule: NoiseSchedule | None = None, 
 def train_solver_task(solver: Solver, images: Tensor, labels: Tensor, task_index: int,
                       replay: Callable[[int, torch.Generator], Tensor] | None = None, previous: Solver | None = None,
                       epochs: int = 20, batch_size: int = 128, replay_size: int = 128, lr: float = 1e-3,
-                      temperature: float = 2.0, seed: int = 0, device=None, progress: bool = False) -> Solver:
+                      temperature: float = 2.0, soft_target: str = "teacher", seed: int = 0, device=None,
+                      progress: bool = False) -> Solver:
     "Train `solver` on one task (Adam, the paper's settings), with soft-labelled replay when `replay` is given."
     device = resolve_device(device)
     solver.to(device).train()
@@ -84,7 +97,7 @@ def train_solver_task(solver: Solver, images: Tensor, labels: Tensor, task_index
             xr = replay(replay_size, g).to(device)
             with torch.no_grad(): teacher_logits = previous(xr)
             logits = solver(torch.cat([x, xr]))
-            loss = solver_loss(logits[:len(x)], y, logits[len(x):], teacher_logits, task_index, temperature)
+            loss = solver_loss(logits[:len(x)], y, logits[len(x):], teacher_logits, task_index, temperature, soft_target)
         else:
             loss = solver_loss(solver(x), y, None, None, task_index)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
@@ -100,11 +113,13 @@ def seen_accuracy(solver: nn.Module, stream: TaskStream, k: int) -> float:
     x, y = stream.seen_test(k)
     return (predict_classes(solver, x) == y).float().mean().item()
 
-def forgetting(acc: list[list[float]]) -> float:
-    "Mean drop from each old task's best earlier accuracy to its accuracy after the last task (0 after one task)."
+def forgetting(acc: list[list[float]], since: str = "trained") -> float:
+    "Mean drop of each old task's accuracy, from just after it was learned (Avalanche's; or its `since='best'` earlier value) to now."
+    if since not in ("trained", "best"): raise ValueError(f"unknown forgetting reference {since!r}; use 'trained' or 'best'")
     k = len(acc) - 1
     if k == 0: return 0.0
-    drops = [max(acc[l][j] for l in range(j, k)) - acc[k][j] for j in range(k)]
+    ref = (lambda j: acc[j][j]) if since == "trained" else (lambda j: max(acc[l][j] for l in range(j, k)))
+    drops = [ref(j) - acc[k][j] for j in range(k)]
     return sum(drops) / len(drops)
 
 # %% ../nbs/11_solver.ipynb #d906dd34
@@ -127,30 +142,43 @@ def train_solver_sequence(stream: TaskStream, mode: str = "replay", generators: 
     return {"mode": mode, "task_accuracies": acc, "seen_accuracy": seen, "forgetting": forgetting(acc)}
 
 # %% ../nbs/11_solver.ipynb #5501b828
+SOLVER_BASELINES = {"finetune": "finetune", "joint": "joint"}   # run strategy -> the real-data classifier the paper reports
+
 class SolverEvaluator:
-    "The runner's classifier evaluator: trains the replay solver task by task and reports its accuracy and forgetting."
-    def __init__(self, epochs: int = 20, replay_steps: int = 10, replay_pool: int | None = None, seed: int = 0, **kwargs):
+    "The runner's classifier evaluator: trains the solver task by task (replay, or the paper's real-data baselines) and reports accuracy and forgetting."
+    def __init__(self, epochs: int = 20, replay_steps: int = 10, replay_pool: int | None = None, seed: int = 0,
+                 baselines: str = "real", **kwargs):
+        if baselines not in ("real", "replay"): raise ValueError(f"baselines must be 'real' or 'replay', got {baselines!r}")
         self.epochs, self.replay_steps, self.replay_pool, self.seed, self.kwargs = epochs, replay_steps, replay_pool, seed, kwargs
+        self.baselines = baselines
+
+    def mode(self, strategy: str) -> str:
+        "'replay', or for fine-tuning and joint runs with real baselines 'finetune' / 'joint' (real data only)."
+        return SOLVER_BASELINES.get(strategy, "replay") if self.baselines == "real" else "replay"
 
     def __call__(self, ctx) -> dict:
         k, run_dir, stream, device = ctx.k, Path(ctx.run_dir), ctx.stream, ctx.device
+        mode = self.mode(ctx.config.strategy)
         folder = run_dir / "solver"
         acc, previous, replay = [], None, None
         with torch.random.fork_rng(devices=[]): torch.manual_seed(self.seed); solver = Solver()
         if k > 0:
             path = folder / f"task_{k - 1}.pt"
-            try: saved = torch.load(path, map_location="cpu", weights_only=True)
-            except (OSError, RuntimeError, EOFError) as e:
-                raise CldiffError(f"the classifier's state after task {k - 1} ({path}) is missing or damaged ({type(e).__name__}); "
-                                  f"rebuild it with `cldiff evaluate {run_dir} --solver-epochs {self.epochs}`") from None
-            solver.load_state_dict(saved["state_dict"]); acc = saved["task_accuracies"]
-            previous = copy.deepcopy(solver).eval().requires_grad_(False)
-            generator, schedule = load_checkpoint(run_dir, k - 1, device)
-            replay = diffusion_replay(generator, schedule, steps=self.replay_steps, pool=self.replay_pool, seed=self.seed + k)
-        train_solver_task(solver, stream[k].train_images, stream[k].train_labels, k, replay, previous, epochs=self.epochs,
-                          seed=self.seed * 100 + k, device=device, **self.kwargs)
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                solver.load_state_dict(saved["state_dict"]); acc = saved["task_accuracies"]
+            except (OSError, RuntimeError, EOFError, KeyError) as e:
+                raise CldiffError(f"the classifier's state after task {k - 1} ({path}) is missing, damaged or from another "
+                                  f"version ({type(e).__name__}); rebuild it with `cldiff evaluate {run_dir} --solver-epochs {self.epochs}`") from None
+            if mode == "replay":
+                previous = copy.deepcopy(solver).eval().requires_grad_(False)
+                generator, schedule = load_checkpoint(run_dir, k - 1, device)
+                replay = diffusion_replay(generator, schedule, steps=self.replay_steps, pool=self.replay_pool, seed=self.seed + k)
+        x, y = stream.seen_train(k) if mode == "joint" else (stream[k].train_images, stream[k].train_labels)
+        train_solver_task(solver, x, y, k, replay, previous, epochs=self.epochs, seed=self.seed * 100 + k, device=device, **self.kwargs)
         acc = acc + [task_accuracies(solver, stream, k)]
         folder.mkdir(parents=True, exist_ok=True)
         save_torch_atomic({"state_dict": {n: p.cpu() for n, p in solver.state_dict().items()}, "task_accuracies": acc},
                           folder / f"task_{k}.pt")
-        return {"seen_accuracy": seen_accuracy(solver, stream, k), "task_accuracies": acc[-1], "forgetting": forgetting(acc)}
+        return {"mode": mode, "seen_accuracy": seen_accuracy(solver, stream, k), "task_accuracies": acc[-1],
+                "forgetting": forgetting(acc)}

@@ -5,6 +5,7 @@
 # %% ../nbs/05a_store.ipynb #533991ce
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from pathlib import Path
@@ -45,7 +46,11 @@ def save_model(model: UNet2DModel, path, schedule: NoiseSchedule | None = None) 
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     schedule = schedule or paper_schedule()
     with atomic_path(path) as tmp:
-        model.save_pretrained(tmp / "unet")
+        try: model.save_pretrained(tmp / "unet")
+        except Exception as e:
+            # safetensors reports a full disk in its own error type; as an OSError it gets the one-line disk message
+            if type(e).__name__ != "SafetensorError": raise
+            raise OSError(errno.ENOSPC if "No space left" in str(e) else errno.EIO, str(e).split(": ", 1)[-1]) from e
         DDIMScheduler(**schedule.diffusers_config()).save_pretrained(tmp / "scheduler")
         (tmp / "model_index.json").write_text(json.dumps({
             "_class_name": "DDIMPipeline", "_diffusers_version": __import__("diffusers").__version__,

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['TMP_MARK', 'CldiffError', 'ConfigError', 'check_finite', 'resolve_device', 'module_device', 'progress_bar',
-           'temporary_path', 'atomic_path', 'write_text_atomic', 'write_json_atomic', 'save_torch_atomic',
-           'replace_dir', 'read_json', 'remove_temporaries', 'FolderLocked', 'folder_lock', 'default_cache_dir',
-           'on_colab']
+__all__ = ['PRECISIONS', 'TMP_MARK', 'CldiffError', 'ConfigError', 'check_finite', 'resolve_device', 'module_device', 'fast_bf16',
+           'resolve_precision', 'autocast', 'progress_bar', 'temporary_path', 'atomic_path', 'write_text_atomic',
+           'write_json_atomic', 'save_torch_atomic', 'replace_dir', 'read_json', 'remove_temporaries', 'FolderLocked',
+           'folder_lock', 'default_cache_dir', 'on_colab']
 
 # %% ../nbs/00_utils.ipynb #8dc6c385
 class CldiffError(Exception):
@@ -60,6 +60,37 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 def module_device(module: torch.nn.Module) -> torch.device:
     "The device a module's parameters live on."
     return next(module.parameters()).device
+
+# %% ../nbs/00_utils.ipynb #ad1956a6
+PRECISIONS = ("auto", "fp32", "bf16")
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"): return set(line.split(":", 1)[1].split())
+    except OSError: pass
+    return set()
+
+def fast_bf16(device: torch.device) -> bool:
+    "Whether `device` has native bfloat16 arithmetic (so autocast to bf16 is faster than float32)."
+    device = torch.device(device)
+    if device.type == "cuda": return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu": return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    return False
+
+def resolve_precision(precision: str, device) -> str:
+    "'fp32' or 'bf16': `precision` itself, or for 'auto' bf16 where the hardware has it natively."
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "auto": return "bf16" if fast_bf16(device) else "fp32"
+    if precision == "bf16" and torch.device(device).type == "mps":
+        raise ConfigError("bf16 autocast is not supported on mps; use --precision fp32")
+    return precision
+
+def autocast(device, precision: str = "fp32"):
+    "A context that runs the network's heavy operations in bfloat16 when `precision` is 'bf16' (else does nothing)."
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_precision(precision, device) == "bf16")
 
 # %% ../nbs/00_utils.ipynb #a6fa719b
 def progress_bar(iterable, total: int | None = None, desc: str | None = None, enabled: bool = True):
