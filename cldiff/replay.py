@@ -139,8 +139,9 @@ class GenerativeReplay(Strategy):
     name = "gr"
     uses_teacher = True
     options = {**REPLAY_OPTIONS, **TEACHER_STEPS,
-               "replay_chunk": Option(8, "iterations whose replay the teacher generates in one call (the same distribution; "
-                                         "larger batches keep a GPU busy)", int, min=1, max=256)}
+               "replay_chunk": Option(None, "iterations whose replay the teacher generates in one call: the same distribution, "
+                                            "larger batches keep a GPU busy (default: 8 on a GPU, 1 elsewhere, where it measured slower)",
+                                      int, min=1, max=256, allow_none=True)}
 
     def __init__(self, seed: int = 0, **options):
         super().__init__(seed, **options)
@@ -154,7 +155,8 @@ class GenerativeReplay(Strategy):
         # distribution as samples made on the spot; one call for `replay_chunk` iterations saves most kernel launches
         key = (id(teacher), task_index, n)
         if not self._queue or self._queue_key != key:
-            self._queue, self._queue_key = self.make_replay(teacher, n * self.replay_chunk, n, schedule, current.x0, generator), key
+            chunk = self.replay_chunk or (8 if current.x0.device.type == "cuda" else 1)
+            self._queue, self._queue_key = self.make_replay(teacher, n * chunk, n, schedule, current.x0, generator), key
         return self._queue.pop(0)
 
     def make_replay(self, teacher: UNet2DModel, total: int, per_batch: int, schedule: NoiseSchedule, like: Tensor,
