@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -22,9 +23,9 @@ from .sample import ddim_sample
 # %% auto #0
 __all__ = ['EVALUATOR_MIN_ACCURACY', 'EVALUATOR_VERSION', 'PACKAGED_EVALUATOR', 'Evaluator', 'predict_classes', 'accuracy',
            'train_evaluator', 'evaluator_path', 'load_evaluator', 'class_histogram', 'seen_distribution',
-           'kl_divergence', 'EvaluatorFeatures', 'fid', 'kid', 'generation_metrics', 'GenerationEvaluator',
-           'torchscript_to_fidelity', 'InceptionUnavailable', 'inception_weights', 'InceptionFeatures',
-           'inception_extractor']
+           'kl_divergence', 'EvaluatorFeatures', 'fid', 'kid', 'features_of', 'frechet_distance', 'bootstrap_se',
+           'generation_metrics', 'GenerationEvaluator', 'torchscript_to_fidelity', 'InceptionUnavailable',
+           'inception_weights', 'InceptionFeatures', 'inception_extractor']
 
 # %% ../nbs/10_metrics.ipynb #6fa256d1
 class Evaluator(nn.Module):
@@ -178,6 +179,25 @@ def kid(real: Tensor, fake: Tensor, extractor: nn.Module, subset_size: int = 100
     mean, std = metric.compute()
     return float(mean), float(std)
 
+# %% ../nbs/10_metrics.ipynb #016312d4
+def features_of(images: Tensor, extractor: nn.Module, batch_size: int = 500) -> Tensor:
+    "`extractor` features of images in [-1, 1], in batches on the extractor's device."
+    device = next(extractor.parameters()).device
+    return torch.cat([extractor(_to_unit(images[i:i + batch_size]).to(device)).double().cpu() for i in range(0, len(images), batch_size)])
+
+def frechet_distance(f_real: Tensor, f_fake: Tensor) -> float:
+    "Fréchet distance between Gaussians fitted to two feature sets (the FID formula)."
+    mu_r, mu_g = f_real.double().mean(0), f_fake.double().mean(0)
+    s_r, s_g = torch.cov(f_real.double().T), torch.cov(f_fake.double().T)
+    tr_sqrt = torch.linalg.eigvals(s_r @ s_g).sqrt().real.sum()
+    return float((mu_r - mu_g).square().sum() + s_r.trace() + s_g.trace() - 2 * tr_sqrt)
+
+def bootstrap_se(statistic: Callable[[Tensor], float], n: int, resamples: int = 50, seed: int = 0) -> float:
+    "Standard error of `statistic(indices)` over `resamples` bootstrap resamples (with replacement) of `n` items."
+    g = torch.Generator().manual_seed(seed)
+    values = torch.tensor([statistic(torch.randint(0, n, (n,), generator=g)) for _ in range(resamples)])
+    return float(values.std())
+
 # %% ../nbs/10_metrics.ipynb #23a213af
 def generation_metrics(model, stream, k: int, evaluator: Evaluator, n_samples: int = 10000, steps: int = 10,
                        seed: int = 0, batch_size: int = 500, schedule: NoiseSchedule | None = None,
@@ -190,10 +210,15 @@ def generation_metrics(model, stream, k: int, evaluator: Evaluator, n_samples: i
     if bad: return {"n_samples": n_samples, "steps": steps, "error": f"{bad} of {n_samples} samples are not finite (the model diverged)"}
     real, _ = stream.seen_test(k)
     feats = EvaluatorFeatures(evaluator)
-    hist = class_histogram(predict_classes(evaluator, fake))
+    classes = predict_classes(evaluator, fake)
+    target = seen_distribution(stream.seen_classes(k))
     out = {"n_samples": n_samples, "steps": steps, "fid": fid(real, fake, feats),
            "kid": kid(real, fake, feats, subset_size=min(1000, n_samples // 2))[0],
-           "kld": kl_divergence(seen_distribution(stream.seen_classes(k)), hist), "histogram": hist.tolist()}
+           "kld": kl_divergence(target, class_histogram(classes)), "histogram": class_histogram(classes).tolist()}
+    # the spread of FID and KLD over the generated set (bootstrap; the real test set is fixed)
+    f_real, f_fake = features_of(real, feats), features_of(fake, feats)
+    out["fid_se"] = bootstrap_se(lambda i: frechet_distance(f_real, f_fake[i]), len(fake), seed=seed)
+    out["kld_se"] = bootstrap_se(lambda i: kl_divergence(target, class_histogram(classes[i])), len(fake), seed=seed)
     # Inception is ~0.2 s per image on a CPU: only when asked (the paper preset does)
     if inception is not None: out["fid_inception"] = fid(real, fake, inception.to(device))
     return out

@@ -86,7 +86,7 @@ def mean_se(values: list[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 def summary_table(runs: list[dict]) -> str:
-    "Markdown table: strategy x metrics after each run's last task, mean ± s.e. over runs of a strategy."
+    "Markdown table: strategy x metrics after each run's last task, mean ± s.e. over runs of a strategy (one run: its bootstrap s.e., when measured)."
     groups = defaultdict(list)
     for r in runs: groups[r["strategy"]].append(r)
     keys = [k for k in METRICS if any(metric_value(r["tasks"][-1], k) is not None for r in runs)]
@@ -98,7 +98,8 @@ def summary_table(runs: list[dict]) -> str:
             vals = [v for r in rs if (v := metric_value(r["tasks"][-1], k)) is not None]
             if not vals: cells.append("–"); continue
             m, se = mean_se(vals)
-            cells.append(f"{m:.4g}" + (f" ± {se:.2g}" if se is not None else ""))
+            boot = metric_value(rs[0]["tasks"][-1], k + "_se") if len(rs) == 1 else None
+            cells.append(f"{m:.4g}" + (f" ± {se:.2g}" if se is not None else f" (± {boot:.2g} bootstrap)" if boot is not None else ""))
         lines.append(f"| {strategy} | {len(rs)} | {len(rs[0]['tasks'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
