@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     device = resolve_device(a.device)
     use_inception = a.inception == "on" or (a.inception == "auto" and device.type == "cuda" and _inception_installed())
     a.out.mkdir(parents=True, exist_ok=True)
-    stream = fashion_mnist_tasks(image_size=28).subset(a.images, 256)
+    stream = fashion_mnist_tasks(image_size=16).subset(a.images, 256)
     stream.tasks = stream.tasks[:2]
     results, failures = {"device": str(device), "torch": torch.__version__,
                          "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "checks": {}}, []

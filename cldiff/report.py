@@ -5,7 +5,7 @@
 # %% ../nbs/12_report.ipynb #db7f5c18
 from __future__ import annotations
 
-import math
+import importlib.util, json, math
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,8 +17,9 @@ from .metrics import GenerationEvaluator
 from .solver import SolverEvaluator
 
 # %% auto #0
-__all__ = ['METRICS', 'run_evaluators', 'evaluate_run', 'metric_value', 'load_runs', 'mean_se', 'summary_table',
-           'plot_metrics_by_task', 'plot_histograms', 'plot_last_grids', 'plot_denoising_buckets', 'write_report']
+__all__ = ['METRICS', 'SHIPPED_RESULTS', 'run_evaluators', 'evaluate_run', 'metric_value', 'load_runs', 'mean_se',
+           'summary_table', 'by_strategy', 'plot_metrics_by_task', 'plot_histograms', 'plot_last_grids',
+           'plot_denoising_buckets', 'write_report', 'pack_runs', 'load_packed_runs', 'shipped_runs']
 
 # %% ../nbs/12_report.ipynb #e6e9039e
 def run_evaluators(config: RunConfig, data_root=None) -> dict:
@@ -110,53 +111,76 @@ def _finish(fig, path):
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
     return Path(path)
 
+def by_strategy(runs: list[dict]) -> dict[str, list[dict]]:
+    "Runs grouped by strategy, in the order the strategies first appear (seeds of one strategy together)."
+    groups = defaultdict(list)
+    for r in runs: groups[r["strategy"]].append(r)
+    return dict(groups)
+
+def _label(strategy: str, rs: list[dict]) -> str:
+    return f"{strategy} ({len(rs)} seeds)" if len(rs) > 1 else f"{strategy} ({Path(rs[0]['dir']).name})"
+
 def plot_metrics_by_task(runs: list[dict], path=None) -> Path | None:
-    "One panel per measured metric against the task index, a line per run."
+    "One panel per measured metric against the task index: a line per strategy, mean over its runs with a ± s.e. band."
     import matplotlib.pyplot as plt
     keys = [k for k in METRICS if any(metric_value(t, k) is not None for r in runs for t in r["tasks"])]
     if not keys: return None
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
     for ax, k in zip(axes[0], keys):
-        for r in runs:
-            pts = [(t["task"], v) for t in r["tasks"] if (v := metric_value(t, k)) is not None]
-            if pts: ax.plot(*zip(*pts), marker="o", label=f"{r['strategy']} ({Path(r['dir']).name})")
-        ax.set_title(METRICS[k][0]); ax.set_xlabel("task")
+        for strategy, rs in by_strategy(runs).items():
+            per_task = defaultdict(list)
+            for r in rs:
+                for t in r["tasks"]:
+                    if (v := metric_value(t, k)) is not None: per_task[t["task"]].append(v)
+            if not per_task: continue
+            xs = sorted(per_task); stats = [mean_se(per_task[x]) for x in xs]
+            m = [s[0] for s in stats]; se = [s[1] or 0.0 for s in stats]
+            line, = ax.plot(xs, m, marker="o", label=_label(strategy, rs))
+            if len(rs) > 1: ax.fill_between(xs, [a - b for a, b in zip(m, se)], [a + b for a, b in zip(m, se)], color=line.get_color(), alpha=0.2)
+        ax.set_title(METRICS[k][0]); ax.set_xlabel("task"); ax.set_xticks(range(max(len(r["tasks"]) for r in runs)))
     axes[0][0].legend(fontsize=7)
     return _finish(fig, path)
 
 def plot_histograms(runs: list[dict], path=None) -> Path | None:
-    "Predicted-class histogram of each run's samples after its last task."
+    "Predicted-class histogram of each strategy's samples after its last task (mean over its runs, ± s.e. bars)."
     import matplotlib.pyplot as plt
-    hs = [(r, metric_value(r["tasks"][-1], "generation.histogram")) for r in runs]
-    hs = [(r, h) for r, h in hs if h is not None]
-    if not hs: return None
-    fig, axes = plt.subplots(1, len(hs), figsize=(3.2 * len(hs), 2.6), squeeze=False, sharey=True)
-    for ax, (r, h) in zip(axes[0], hs):
-        seen = set(r["tasks"][-1]["seen_classes"])
-        ax.bar(range(10), h, color=["C0" if c in seen else "C3" for c in range(10)])
+    groups = {s: hs for s, rs in by_strategy(runs).items()
+              if (hs := [(r, h) for r in rs if (h := metric_value(r["tasks"][-1], "generation.histogram")) is not None])}
+    if not groups: return None
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 2.6), squeeze=False, sharey=True)
+    for ax, (strategy, hs) in zip(axes[0], groups.items()):
+        seen = set(hs[0][0]["tasks"][-1]["seen_classes"])
+        stats = [mean_se([h[c] for _, h in hs]) for c in range(10)]
+        ax.bar(range(10), [s[0] for s in stats], yerr=[s[1] or 0.0 for s in stats] if len(hs) > 1 else None,
+               color=["C0" if c in seen else "C3" for c in range(10)])
         ax.axhline(1 / len(seen), color="k", lw=0.8, ls="--")
         ax.set_xticks(range(10), [n.split("/")[0][:6] for n in FASHION_MNIST_CLASSES], rotation=90, fontsize=7)
-        ax.set_title(f"{r['strategy']} ({Path(r['dir']).name})", fontsize=9)
+        ax.set_title(_label(strategy, [r for r, _ in hs]), fontsize=9)
     return _finish(fig, path)
 
-def plot_last_grids(runs: list[dict], path=None) -> Path:
-    "The sample grid of each run after its last task, side by side."
+def plot_last_grids(runs: list[dict], path=None) -> Path | None:
+    "The sample grid after the last task of each strategy's first run that has one, side by side."
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.4), squeeze=False)
-    for ax, r in zip(axes[0], runs):
-        k = r["tasks"][-1]["task"]
-        ax.imshow(plt.imread(task_dir(r["dir"], k) / "samples.png"), cmap="gray"); ax.axis("off")
-        ax.set_title(f"{r['strategy']} after task {k}", fontsize=9)
+    shown = []
+    for strategy, rs in by_strategy(runs).items():
+        grids = [(r, p) for r in rs if (p := task_dir(r["dir"], r["tasks"][-1]["task"]) / "samples.png").is_file()]
+        if grids: shown.append((strategy, *grids[0]))
+    if not shown: return None
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), squeeze=False)
+    for ax, (strategy, r, p) in zip(axes[0], shown):
+        ax.imshow(plt.imread(p), cmap="gray"); ax.axis("off")
+        ax.set_title(f"{strategy} ({Path(r['dir']).name}) after task {r['tasks'][-1]['task']}", fontsize=9)
     return _finish(fig, path)
 
 def plot_denoising_buckets(runs: list[dict], path=None) -> Path:
-    "The denoising diagnostic per t-bucket after each run's last task (seen tasks averaged)."
+    "The denoising diagnostic per t-bucket after the last task (seen tasks averaged; mean over a strategy's runs)."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3))
-    for r in runs:
-        d = r["tasks"][-1]["denoising_mse"]
+    for strategy, rs in by_strategy(runs).items():
+        d = rs[0]["tasks"][-1]["denoising_mse"]
         mids = [(a + b) / 2 for a, b in zip(d["t_edges"][:-1], d["t_edges"][1:])]
-        ax.plot(mids, d["seen_per_bucket"], marker="o", label=f"{r['strategy']} ({Path(r['dir']).name})")
+        per_bucket = [mean_se([r["tasks"][-1]["denoising_mse"]["seen_per_bucket"][i] for r in rs])[0] for i in range(len(mids))]
+        ax.plot(mids, per_bucket, marker="o", label=_label(strategy, rs))
     ax.set_yscale("log"); ax.set_xlabel("t"); ax.set_ylabel("noise-prediction MSE"); ax.legend(fontsize=7)
     ax.set_title("denoising on real test images of seen tasks", fontsize=9)
     return _finish(fig, path)
@@ -177,3 +201,26 @@ def write_report(run_dirs, out) -> Path:
         if fn(runs, out / name) is not None: parts += [f"## {title}", "", f"![{title}]({name})", ""]
     write_text_atomic(out / "report.md", "\n".join(parts))
     return out / "report.md"
+
+# %% ../nbs/12_report.ipynb #a8ac5cf9
+SHIPPED_RESULTS = Path(importlib.util.find_spec("cldiff").origin).parent / "assets" / "results_tiny.json"
+
+def pack_runs(run_dirs, path, command: str = "") -> Path:
+    "Write the summaries of finished runs (every task's entry, no loss curves) and `command` into one JSON file."
+    runs = load_runs(run_dirs)
+    for r in runs:
+        r["dir"] = Path(r["dir"]).name    # no machine paths in a shipped file
+        for t in r["tasks"]: t.pop("loss_curve", None)
+    return write_text_atomic(Path(path), json.dumps({"format": 1, "command": command, "runs": runs}, indent=0) + "\n")
+
+def load_packed_runs(path) -> list[dict]:
+    "Runs written by `pack_runs`, in the form `load_runs` returns (their `command` in each run's 'command')."
+    try: packed = json.loads(Path(path).read_text())
+    except FileNotFoundError: raise CldiffError(f"no packed results at {path}") from None
+    except (ValueError, UnicodeDecodeError): raise CldiffError(f"{path} is not a results file written by pack_runs") from None
+    if not isinstance(packed, dict) or packed.get("format") != 1: raise CldiffError(f"{path} is not a results file written by pack_runs")
+    return [dict(r, command=packed["command"]) for r in packed["runs"]]
+
+def shipped_runs() -> list[dict]:
+    "The `tiny` preset's reproduction shipped with cldiff (every strategy, 3 seeds), as `load_runs` returns runs."
+    return load_packed_runs(SHIPPED_RESULTS)

@@ -90,17 +90,20 @@ def train_solver_task(solver: Solver, images: Tensor, labels: Tensor, task_index
     batch_size = min(batch_size, len(images))
     iters = max(1, epochs * len(images) // batch_size)
     batches = random_batches(len(images), batch_size, g)
-    for _ in progress_bar(range(iters), iters, f"solver task {task_index + 1}", progress):
-        idx = next(batches)
-        x, y = images[idx].to(device), labels[idx].to(device)
-        if replay is not None and previous is not None and task_index > 0:
-            xr = replay(replay_size, g).to(device)
-            with torch.no_grad(): teacher_logits = previous(xr)
-            logits = solver(torch.cat([x, xr]))
-            loss = solver_loss(logits[:len(x)], y, logits[len(x):], teacher_logits, task_index, temperature, soft_target)
-        else:
-            loss = solver_loss(solver(x), y, None, None, task_index)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    # dropout draws its masks from the global generator: seed it here (and restore it after), so `seed` fixes the result
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for _ in progress_bar(range(iters), iters, f"solver task {task_index + 1}", progress):
+            idx = next(batches)
+            x, y = images[idx].to(device), labels[idx].to(device)
+            if replay is not None and previous is not None and task_index > 0:
+                xr = replay(replay_size, g).to(device)
+                with torch.no_grad(): teacher_logits = previous(xr)
+                logits = solver(torch.cat([x, xr]))
+                loss = solver_loss(logits[:len(x)], y, logits[len(x):], teacher_logits, task_index, temperature, soft_target)
+            else:
+                loss = solver_loss(solver(x), y, None, None, task_index)
+            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     return solver.eval()
 
 # %% ../nbs/11_solver.ipynb #ced5edad

@@ -5,7 +5,7 @@
 # %% ../nbs/13_viz.ipynb #d6e622ba
 from __future__ import annotations
 
-import base64, io, json, uuid
+import base64, importlib.util, io, json, uuid
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -15,10 +15,12 @@ import torch
 from .data import image_grid
 from .store import finished_tasks, load_checkpoint
 from .sample import Trajectory, ddim_sample
+from .utils import CldiffError, save_torch_atomic
 
 # %% auto #0
-__all__ = ['run_trajectories', 'state_timestep', 'state_caption', 'frame_png', 'trajectory_figure', 'trajectory_widget',
-           'TrajectoryPlayer', 'trajectory_player']
+__all__ = ['SHIPPED_TRAJECTORIES', 'run_trajectories', 'state_timestep', 'state_caption', 'frame_png', 'trajectory_figure',
+           'trajectory_widget', 'TrajectoryPlayer', 'trajectory_player', 'save_trajectories', 'load_trajectories',
+           'shipped_trajectories']
 
 # %% ../nbs/13_viz.ipynb #798cb4a2
 def run_trajectories(run_dirs, n: int = 8, steps: int = 10, seed: int = 0, device="cpu") -> dict[str, dict[int, Trajectory]]:
@@ -206,3 +208,30 @@ def trajectory_player(trajectories: dict[str, dict[int, Trajectory]], zoom: int 
 <script>{js}</script>
 </div>"""
     return TrajectoryPlayer(html, uid, sum(len(f) for fr in frames for f in fr))
+
+# %% ../nbs/13_viz.ipynb #bfca22e1
+SHIPPED_TRAJECTORIES = Path(importlib.util.find_spec("cldiff").origin).parent / "assets" / "trajectories_tiny.pt"
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor: return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+def save_trajectories(trajectories: dict[str, dict[int, Trajectory]], path) -> Path:
+    "Write trajectories compactly (8-bit grays, clipped to [-1, 1] as the viewers show them); `load_trajectories` reads them."
+    _check_trajectories(trajectories)
+    runs = {r: {int(k): {"timesteps": [int(t) for t in tr.timesteps], "x_t": _to_uint8(tr.x_t), "x0_pred": _to_uint8(tr.x0_pred)}
+                for k, tr in tasks.items()} for r, tasks in trajectories.items()}
+    return save_torch_atomic({"format": 1, "runs": runs}, path)
+
+def load_trajectories(path) -> dict[str, dict[int, Trajectory]]:
+    "Trajectories written by `save_trajectories`, images back in [-1, 1]."
+    try: saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError: raise CldiffError(f"no trajectories file at {path}") from None
+    except Exception as e: raise CldiffError(f"{path} is not a trajectories file written by save_trajectories ({type(e).__name__})") from None
+    if not isinstance(saved, dict) or saved.get("format") != 1:
+        raise CldiffError(f"{path} is not a trajectories file written by save_trajectories")
+    def unit(u: torch.Tensor) -> torch.Tensor: return u.float() / 127.5 - 1
+    return {r: {int(k): Trajectory(list(d["timesteps"]), unit(d["x_t"]), unit(d["x0_pred"])) for k, d in tasks.items()}
+            for r, tasks in saved["runs"].items()}
+
+def shipped_trajectories() -> dict[str, dict[int, Trajectory]]:
+    "The trajectories shipped with cldiff: real `tiny` runs (seed 42) of every strategy, after each of the 5 tasks."
+    return load_trajectories(SHIPPED_TRAJECTORIES)

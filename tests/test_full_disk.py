@@ -1,7 +1,7 @@
 """A real full disk and a real read-only file system under `cldiff run`: one-line errors, nothing finished lost.
 
-The run folder lives on a small tmpfs mounted for the test (root only; skipped elsewhere): 6 MB holds task 0
-of a `--preset test` run (about 4.2 MB) but not task 1. Then the same tmpfs is grown and the run resumed,
+The run folder lives on a small tmpfs mounted for the test (root only; skipped elsewhere): 4 MB holds task 0
+of a `--preset test` run (about 2.6 MB) but not task 1. Then the same tmpfs is grown and the run resumed,
 then made read-only.
 """
 import os
@@ -25,7 +25,7 @@ def small_disk(tmp_path):
     mnt = tmp_path / "disk"
     mnt.mkdir()
     if os.geteuid() != 0: pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if r.returncode != 0: pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
     try: yield mnt
     finally: subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
