@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -19,11 +21,13 @@ from .data import TaskStream
 from .schedules import NoiseSchedule
 from .train import NoisedBatch, noise_images, predict_noise
 from .sample import ddim_denoise
+from .store import load_model
 from .registry import Option, register_strategy, resolve_options
 
 # %% auto #0
-__all__ = ['REPLAY_OPTIONS', 'TEACHER_STEPS', 'ReplayBatch', 'replay_options', 'Strategy', 'FineTune', 'Joint', 'frozen_copy',
-           'task_weights', 'continual_loss', 'generate_replay', 'GenerativeReplay', 'ExperienceReplay']
+__all__ = ['REPLAY_OPTIONS', 'TEACHER_STEPS', 'SHIPPED_TEACHER', 'ReplayBatch', 'replay_options', 'Strategy', 'FineTune', 'Joint',
+           'frozen_copy', 'shipped_teacher', 'task_weights', 'continual_loss', 'generate_replay', 'GenerativeReplay',
+           'ExperienceReplay']
 
 # %% ../nbs/06_replay.ipynb #d582c550
 @dataclass
@@ -105,6 +109,13 @@ def frozen_copy(model: UNet2DModel) -> UNet2DModel:
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     for p in teacher.parameters(): p.grad = None
     return teacher
+
+SHIPPED_TEACHER = Path(importlib.util.find_spec("cldiff").origin).parent / "assets" / "teacher_tiny"
+
+def shipped_teacher(device=None) -> tuple[UNet2DModel, NoiseSchedule]:
+    "A trained teacher shipped with cldiff for the lessons: the `tiny` model after task 0 of seed 42 (pullovers and shirts), frozen, with its schedule."
+    model, schedule = load_model(SHIPPED_TEACHER, device)
+    return frozen_copy(model.float()), schedule
 
 # %% ../nbs/06_replay.ipynb #72f69acf
 def task_weights(task_index: int) -> tuple[float, float]:

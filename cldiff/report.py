@@ -192,7 +192,7 @@ def write_report(run_dirs, out) -> Path:
     if out.exists() and not out.is_dir(): raise CldiffError(f"--out {out} is a file; give a folder for the report")
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise CldiffError(f"cannot create {out}: {e.strerror or e}; choose another --out folder") from None
-    parts = ["# cldiff report", "", f"Runs: {', '.join(r['dir'] for r in runs)}", "",
+    parts = ["# cldiff report", "", f"Runs: {', '.join(Path(r['dir']).name for r in runs)}", "",
              "After each run's last task (mean ± standard error over runs of the same strategy):", "", summary_table(runs), ""]
     for title, fn, name in [("Metrics by task", plot_metrics_by_task, "metrics_by_task.png"),
                             ("Denoising diagnostic", plot_denoising_buckets, "denoising_by_t.png"),

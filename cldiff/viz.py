@@ -20,7 +20,7 @@ from .utils import CldiffError, save_torch_atomic
 # %% auto #0
 __all__ = ['SHIPPED_TRAJECTORIES', 'run_trajectories', 'state_timestep', 'state_caption', 'frame_png', 'trajectory_figure',
            'trajectory_widget', 'TrajectoryPlayer', 'trajectory_player', 'save_trajectories', 'load_trajectories',
-           'shipped_trajectories']
+           'shipped_trajectories', 'samples_by_task']
 
 # %% ../nbs/13_viz.ipynb #798cb4a2
 def run_trajectories(run_dirs, n: int = 8, steps: int = 10, seed: int = 0, device="cpu") -> dict[str, dict[int, Trajectory]]:
@@ -235,3 +235,24 @@ def load_trajectories(path) -> dict[str, dict[int, Trajectory]]:
 def shipped_trajectories() -> dict[str, dict[int, Trajectory]]:
     "The trajectories shipped with cldiff: real `tiny` runs (seed 42) of every strategy, after each of the 5 tasks."
     return load_trajectories(SHIPPED_TRAJECTORIES)
+
+# %% ../nbs/13_viz.ipynb #29c122e0
+def samples_by_task(trajectories: dict[str, dict[int, Trajectory]], n: int = 8, nrow: int = 4, path=None):
+    "A strategies x tasks figure of the samples after every task (the first `n` of each trajectory's last state); saved to `path` if given."
+    import matplotlib.pyplot as plt
+    runs = _check_trajectories(trajectories)
+    tasks = sorted({k for r in runs for k in trajectories[r]})
+    fig, axes = plt.subplots(len(runs), len(tasks), figsize=(1.6 * len(tasks) + 0.6, 0.9 * len(runs) + 0.4), squeeze=False)
+    for i, r in enumerate(runs):
+        for j, k in enumerate(tasks):
+            ax = axes[i][j]; ax.set_xticks([]); ax.set_yticks([])
+            for side in ax.spines.values(): side.set_visible(False)
+            if k in trajectories[r]:
+                grid = image_grid(trajectories[r][k].x_t[-1][:n], nrow=nrow)
+                ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            if i == 0: ax.set_title(f"after task {k}", fontsize=9)
+            if j == 0: ax.set_ylabel(r, fontsize=9)
+    fig.tight_layout()
+    if path is None: return fig
+    fig.savefig(path, dpi=110); plt.close(fig)
+    return Path(path)
