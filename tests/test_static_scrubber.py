@@ -1,4 +1,4 @@
-"""The trajectory player in the SAVED nbs/13_viz.ipynb works on a static page: no kernel, no network.
+"""The trajectory players in the SAVED nbs/13_viz.ipynb and nbs/14_tutorial_gr_vs_gd.ipynb work on a static page: no kernel, no network.
 
 The notebook (with its outputs, as committed) is converted to HTML by nbconvert without running it, opened in
 headless Chromium, and scrubbed as a reader would: the state slider, the task slider, the run selector and Play
@@ -18,14 +18,16 @@ import pytest
 from browser import KEYS, Browser, find_chromium
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK = Path(os.environ.get("CLDIFF_SCRUBBER_NB", REPO / "nbs" / "13_viz.ipynb"))
+NOTEBOOKS = ([Path(os.environ["CLDIFF_SCRUBBER_NB"])] if os.environ.get("CLDIFF_SCRUBBER_NB")
+             else [REPO / "nbs" / "13_viz.ipynb", REPO / "nbs" / "14_tutorial_gr_vs_gd.ipynb"])
 CAPTION = re.compile(r"^(?P<run>.+), after task (?P<task>\d+) \u2014 state (?P<state>\d+) of (?P<k>\d+): "
                      r"(?:the starting noise, x_t at t=(?P<t0>\d+)|x_t at t=(?P<t>\d+)|the sample, after the last step .*)$")
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
+@pytest.fixture(scope="module", params=NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def page(request, tmp_path_factory):
     "The saved notebook as an HTML file (nbconvert, no execution) and the player's element id prefix."
+    NOTEBOOK = request.param
     chromium, chromedriver = find_chromium()
     if not chromium or not chromedriver:
         pytest.skip("headless Chromium is not installed (apt-get install chromium chromium-driver)")
@@ -36,7 +38,7 @@ def page(tmp_path_factory):
     players = [h for h in map("".join, html_outputs) if 'class="cldiff-player"' in h]
     assert players, f"{NOTEBOOK.name} holds no saved player output: execute the notebook and save it with its outputs"
     body, _ = nbconvert.HTMLExporter().from_filename(str(NOTEBOOK))   # converts the saved outputs, runs nothing
-    path = tmp_path_factory.mktemp("scrubber") / "13_viz.html"
+    path = tmp_path_factory.mktemp("scrubber") / f"{NOTEBOOK.stem}.html"
     path.write_text(body, encoding="utf-8")
     uid = re.search(r'<div id="([^"]+)" class="cldiff-player"', players[0])[1]
     return chromium, chromedriver, path, uid
