@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .utils import CldiffError, default_cache_dir, folder_lock, module_device, progress_bar, resolve_device, save_torch_atomic
+from .utils import ASSETS, CldiffError, default_cache_dir, folder_lock, module_device, progress_bar, resolve_device, save_torch_atomic
 from .data import load_fashion_mnist, random_batches
 from .schedules import NoiseSchedule, paper_schedule
 from .sample import ddim_sample
@@ -73,8 +73,8 @@ def train_evaluator(root=None, epochs: int = 7, batch_size: int = 128, lr: float
     """Train the evaluator on all 60,000 real training images, each batch at one of `sizes` (cycled) and resized to
     32x32 by the network itself; returns it and its accuracy on the 10,000 test images at 32x32."""
     device = resolve_device(device)
-    xs = {s: load_fashion_mnist(root, train=True, image_size=s)[0] for s in sizes}
-    y = load_fashion_mnist(root, train=True, image_size=32)[1]
+    train = {s: load_fashion_mnist(root, train=True, image_size=s) for s in sizes}
+    xs, y = {s: x for s, (x, _) in train.items()}, train[sizes[0]][1]   # the labels are the same at every size
     xt, yt = load_fashion_mnist(root, train=False, image_size=32)
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
@@ -98,7 +98,7 @@ def evaluator_path(cache_dir=None) -> Path:
     "Where the trained evaluator is cached."
     return Path(cache_dir or default_cache_dir()) / "evaluator" / "fashion_mnist_evaluator.pt"
 
-PACKAGED_EVALUATOR = Path(importlib.util.find_spec("cldiff").origin).parent / "assets" / "fashion_mnist_evaluator.pt"
+PACKAGED_EVALUATOR = ASSETS / "fashion_mnist_evaluator.pt"
 
 def _train_and_cache(path: Path, root, device, progress) -> None:
     model, acc = train_evaluator(root, device=device, progress=progress)
@@ -200,13 +200,14 @@ def frechet_distance(f_real: Tensor, f_fake: Tensor) -> float:
 def kernel_distance(f_real: Tensor, f_fake: Tensor, subset_size: int = 1000, subsets: int = 50, seed: int = 0) -> tuple[float, float]:
     "KID from features: the unbiased MMD² with the kernel (x·y/d + 1)³ over random subsets (torchmetrics' formula); mean and std."
     g, d = torch.Generator().manual_seed(seed), f_real.shape[1]
+    f_real, f_fake = f_real.double(), f_fake.double()
     m = min(subset_size, len(f_real), len(f_fake))
     def k(x, y): return (x @ y.T / d + 1) ** 3
     def off_diagonal_mean(kxx): return (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
     values = []
     for _ in range(subsets):
-        x = f_real.double()[torch.randperm(len(f_real), generator=g)[:m]]
-        y = f_fake.double()[torch.randperm(len(f_fake), generator=g)[:m]]
+        x = f_real[torch.randperm(len(f_real), generator=g)[:m]]
+        y = f_fake[torch.randperm(len(f_fake), generator=g)[:m]]
         values.append(off_diagonal_mean(k(x, x)) + off_diagonal_mean(k(y, y)) - 2 * k(x, y).mean())
     v = torch.stack(values)
     return float(v.mean()), float(v.std(unbiased=False))
@@ -230,12 +231,12 @@ def generation_metrics(model, stream, k: int, evaluator: Evaluator, n_samples: i
     real, _ = stream.seen_test(k)
     feats = EvaluatorFeatures(evaluator)
     classes = predict_classes(evaluator, fake)
-    target = seen_distribution(stream.seen_classes(k))
+    target, hist = seen_distribution(stream.seen_classes(k)), class_histogram(classes)
     # features once: FID, KID and the bootstrap all read them (FID = `frechet_distance`, checked against torchmetrics above)
     f_real, f_fake = features_of(real, feats), features_of(fake, feats)
     out = {"n_samples": n_samples, "steps": steps, "fid": frechet_distance(f_real, f_fake),
            "kid": kernel_distance(f_real, f_fake, subset_size=min(1000, n_samples // 2), seed=seed)[0],
-           "kld": kl_divergence(target, class_histogram(classes)), "histogram": class_histogram(classes).tolist()}
+           "kld": kl_divergence(target, hist), "histogram": hist.tolist()}
     # the spread of FID and KLD over the generated set (bootstrap; the real test set is fixed)
     out["fid_se"] = bootstrap_se(lambda i: frechet_distance(f_real, f_fake[i]), len(fake), seed=seed)
     out["kld_se"] = bootstrap_se(lambda i: kl_divergence(target, class_histogram(classes[i])), len(fake), seed=seed)

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -22,6 +20,7 @@ from .schedules import NoiseSchedule
 from .train import NoisedBatch, noise_images, predict_noise
 from .sample import ddim_denoise
 from .store import load_model
+from .utils import ASSETS
 from .registry import Option, register_strategy, resolve_options
 
 # %% auto #0
@@ -110,7 +109,7 @@ def frozen_copy(model: UNet2DModel) -> UNet2DModel:
     for p in teacher.parameters(): p.grad = None
     return teacher
 
-SHIPPED_TEACHER = Path(importlib.util.find_spec("cldiff").origin).parent / "assets" / "teacher_tiny"
+SHIPPED_TEACHER = ASSETS / "teacher_tiny"
 
 def shipped_teacher(device=None) -> tuple[UNet2DModel, NoiseSchedule]:
     "A trained teacher shipped with cldiff for the lessons: the `tiny` model after task 0 of seed 42 (pullovers and shirts), frozen, with its schedule."

@@ -5,11 +5,11 @@
 # %% ../nbs/12_report.ipynb #db7f5c18
 from __future__ import annotations
 
-import importlib.util, json, math
+import json, math
 from collections import defaultdict
 from pathlib import Path
 
-from .utils import CldiffError, resolve_device, write_text_atomic
+from .utils import ASSETS, CldiffError, resolve_device, write_text_atomic
 from .data import FASHION_MNIST_CLASSES
 from .store import finished_tasks, load_checkpoint, load_metrics, run_lock, task_dir, task_entry, task_state, update_task_entry, write_metrics
 from .runner import RunConfig, TaskContext, load_stream
@@ -17,9 +17,9 @@ from .metrics import GenerationEvaluator
 from .solver import SolverEvaluator
 
 # %% auto #0
-__all__ = ['METRICS', 'SHIPPED_RESULTS', 'run_evaluators', 'evaluate_run', 'metric_value', 'load_runs', 'mean_se',
-           'summary_table', 'by_strategy', 'plot_metrics_by_task', 'plot_histograms', 'plot_last_grids',
-           'plot_denoising_buckets', 'write_report', 'pack_runs', 'load_packed_runs', 'shipped_runs']
+__all__ = ['METRICS', 'SHIPPED_RESULTS', 'run_evaluators', 'evaluate_run', 'metric_value', 'load_runs', 'mean_se', 'by_strategy',
+           'summary_table', 'plot_metrics_by_task', 'plot_histograms', 'plot_last_grids', 'plot_denoising_buckets',
+           'write_report', 'pack_runs', 'load_packed_runs', 'shipped_runs']
 
 # %% ../nbs/12_report.ipynb #e6e9039e
 def run_evaluators(config: RunConfig, data_root=None) -> dict:
@@ -86,14 +86,18 @@ def mean_se(values: list[float]) -> tuple[float, float | None]:
     if n < 2: return mean, None
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
-def summary_table(runs: list[dict], metrics: list[str] | None = None) -> str:
-    "Markdown table: strategy x metrics (`metrics`: keys of METRICS; default all measured) after each run's last task, mean ± s.e. over runs of a strategy (one run: its bootstrap s.e., when measured)."
+def by_strategy(runs: list[dict]) -> dict[str, list[dict]]:
+    "Runs grouped by strategy, in the order the strategies first appear (seeds of one strategy together)."
     groups = defaultdict(list)
     for r in runs: groups[r["strategy"]].append(r)
+    return dict(groups)
+
+def summary_table(runs: list[dict], metrics: list[str] | None = None) -> str:
+    "Markdown table: strategy x metrics (`metrics`: keys of METRICS; default all measured) after each run's last task, mean ± s.e. over runs of a strategy (one run: its bootstrap s.e., when measured)."
     keys = [k for k in (metrics or METRICS) if any(metric_value(r["tasks"][-1], k) is not None for r in runs)]
     lines = ["| strategy | runs | tasks | " + " | ".join(METRICS[k][0] for k in keys) + " |",
              "|---|---|---|" + "---|" * len(keys)]
-    for strategy, rs in groups.items():
+    for strategy, rs in by_strategy(runs).items():
         cells = []
         for k in keys:
             vals = [v for r in rs if (v := metric_value(r["tasks"][-1], k)) is not None]
@@ -110,12 +114,6 @@ def _finish(fig, path):
     import matplotlib.pyplot as plt
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
     return Path(path)
-
-def by_strategy(runs: list[dict]) -> dict[str, list[dict]]:
-    "Runs grouped by strategy, in the order the strategies first appear (seeds of one strategy together)."
-    groups = defaultdict(list)
-    for r in runs: groups[r["strategy"]].append(r)
-    return dict(groups)
 
 def _label(strategy: str, rs: list[dict]) -> str:
     return f"{strategy} ({len(rs)} seeds)" if len(rs) > 1 else f"{strategy} ({Path(rs[0]['dir']).name})"
@@ -203,7 +201,7 @@ def write_report(run_dirs, out) -> Path:
     return out / "report.md"
 
 # %% ../nbs/12_report.ipynb #a8ac5cf9
-SHIPPED_RESULTS = Path(importlib.util.find_spec("cldiff").origin).parent / "assets" / "results_tiny.json"
+SHIPPED_RESULTS = ASSETS / "results_tiny.json"
 
 def pack_runs(run_dirs, path, command: str = "") -> Path:
     "Write the summaries of finished runs (every task's entry, no loss curves) and `command` into one JSON file."

@@ -5,6 +5,7 @@
 # %% ../nbs/00_utils.ipynb #cdbf6879
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -17,10 +18,10 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'TMP_MARK', 'CldiffError', 'ConfigError', 'check_finite', 'resolve_device', 'module_device', 'fast_bf16',
-           'resolve_precision', 'autocast', 'progress_bar', 'temporary_path', 'atomic_path', 'write_text_atomic',
-           'write_json_atomic', 'save_torch_atomic', 'replace_dir', 'read_json', 'remove_temporaries', 'FolderLocked',
-           'folder_lock', 'default_cache_dir', 'on_colab']
+__all__ = ['PRECISIONS', 'TMP_MARK', 'ASSETS', 'CldiffError', 'ConfigError', 'check_finite', 'resolve_device', 'module_device',
+           'fast_bf16', 'resolve_precision', 'autocast', 'progress_bar', 'temporary_path', 'atomic_path',
+           'write_text_atomic', 'write_json_atomic', 'save_torch_atomic', 'replace_dir', 'read_json',
+           'remove_temporaries', 'FolderLocked', 'folder_lock', 'default_cache_dir', 'on_colab']
 
 # %% ../nbs/00_utils.ipynb #8dc6c385
 class CldiffError(Exception):
@@ -211,6 +212,9 @@ def folder_lock(folder, what: str = "this folder", wait: float = 0.0):
         if _lock_holder(lock) == me: lock.unlink(missing_ok=True)
 
 # %% ../nbs/00_utils.ipynb #17fb773e
+# what ships inside the package (the evaluator's weights, the lessons' teacher, the shipped results and trajectories)
+ASSETS = Path(importlib.util.find_spec("cldiff").origin).parent / "assets"
+
 def default_cache_dir() -> Path:
     "The per-user cache folder for data and models (`$XDG_CACHE_HOME/cldiff`, else `~/.cache/cldiff`)."
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

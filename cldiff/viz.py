@@ -5,7 +5,7 @@
 # %% ../nbs/13_viz.ipynb #d6e622ba
 from __future__ import annotations
 
-import base64, importlib.util, io, json, uuid
+import base64, io, json, uuid
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -15,7 +15,7 @@ import torch
 from .data import image_grid
 from .store import finished_tasks, load_checkpoint
 from .sample import Trajectory, ddim_sample
-from .utils import CldiffError, save_torch_atomic
+from .utils import ASSETS, CldiffError, save_torch_atomic
 
 # %% auto #0
 __all__ = ['SHIPPED_TRAJECTORIES', 'run_trajectories', 'state_timestep', 'state_caption', 'frame_png', 'trajectory_figure',
@@ -210,7 +210,7 @@ def trajectory_player(trajectories: dict[str, dict[int, Trajectory]], zoom: int 
     return TrajectoryPlayer(html, uid, sum(len(f) for fr in frames for f in fr))
 
 # %% ../nbs/13_viz.ipynb #bfca22e1
-SHIPPED_TRAJECTORIES = Path(importlib.util.find_spec("cldiff").origin).parent / "assets" / "trajectories_tiny.pt"
+SHIPPED_TRAJECTORIES = ASSETS / "trajectories_tiny.pt"
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor: return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
