@@ -12,7 +12,7 @@ import shutil
 import socket
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -91,7 +91,9 @@ def resolve_precision(precision: str, device) -> str:
 def autocast(device, precision: str = "fp32"):
     "A context that runs the network's heavy operations in bfloat16 when `precision` is 'bf16' (else does nothing)."
     device = torch.device(device)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_precision(precision, device) == "bf16")
+    # no autocast object at all in fp32: a disabled one still refuses device types it does not know
+    if resolve_precision(precision, device) != "bf16": return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 # %% ../nbs/00_utils.ipynb #a6fa719b
 def progress_bar(iterable, total: int | None = None, desc: str | None = None, enabled: bool = True):
