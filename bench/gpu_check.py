@@ -11,6 +11,9 @@ live on that device, and that no loss, metric or sample is NaN.
     python bench/gpu_check.py --device cpu --out /tmp/check      # what CI runs
 
 Prints one line per check with its time and writes `gpu_check.json` into --out.
+
+On a CPU every `.to(device)` is a no-op, so this script cannot see a forgotten one there;
+`tests/test_device_mixups.py` can: it runs the same device code on a stand-in device that fails on a mix-up.
 """
 import argparse
 import json

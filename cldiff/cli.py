@@ -57,7 +57,7 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     r.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="training arithmetic: bf16 autocast, fp32, or auto (bf16 where the hardware has it natively; default)")
-    r.add_argument("--compile", action="store_true", help="compile the training step with torch.compile (CUDA graphs on a GPU; "
+    r.add_argument("--compile", action="store_true", help="compile the training step and the teacher with torch.compile (the step with CUDA graphs on a GPU; "
                    "a minute or two of compiling, then faster steps)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 

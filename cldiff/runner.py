@@ -188,7 +188,8 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
     """Train `model` on task `k` with `strategy` (on the model's device); returns timing and loss statistics.
 
     `precision` 'bf16' runs the networks under bf16 autocast ('auto': where the hardware has it); `compile` runs the
-    student's training step through `torch.compile` (with CUDA graphs on a GPU). Both change speed, not the method."""
+    student's training step through `torch.compile` (with CUDA graphs on a GPU), and the teacher's forward passes (replay
+    samples, distillation targets) through it without CUDA graphs. Both change speed, not the method."""
     device = module_device(model)
     precision = resolve_precision(precision, device)
     g = torch.Generator().manual_seed(task_seed(config.seed, k))
@@ -197,6 +198,9 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
     cuda = device.type == "cuda"
     # the student the loss sees: the model itself, or a compiled view of it sharing its parameters
     student = torch.compile(model, mode="reduce-overhead" if cuda else "default", dynamic=False) if compile else model
+    # the frozen teacher's passes fused by the compiler too; without CUDA graphs, whose replays reuse output memory
+    # that the sampler's eager steps read between calls
+    teacher_net = torch.compile(teacher, dynamic=False) if compile and teacher is not None else teacher
     replay_events, replay_seconds = [], 0.0   # CUDA events time the replay without making the CPU wait for the GPU
     def loss_at(i):
         nonlocal replay_seconds
@@ -205,7 +209,7 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
             current = noise_images(images[next(batches)].to(device), schedule, g)
             if cuda: start_ev, end_ev = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True); start_ev.record()
             else: r0 = time.perf_counter()
-            replay = strategy.replay_batch(current, teacher, schedule, k, g)
+            replay = strategy.replay_batch(current, teacher_net, schedule, k, g)
             if cuda: end_ev.record(); replay_events.append((start_ev, end_ev))
             else: replay_seconds += time.perf_counter() - r0
             return strategy.loss(student, current, replay, k)
