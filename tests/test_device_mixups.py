@@ -43,10 +43,10 @@ STAND_IN = torch.device("meta")
 
 
 class _DeviceChecked(FakeTensorMode):
-    """Run every operation as usual, except that one whose inputs sit on more than one device (or that moves a tensor
-    to another device) goes through the fake
-    mode, which checks (as a GPU would) that the mix is allowed: a 0-d CPU scalar or a CPU index may join a device
-    tensor, a CPU weight or image may not. Its result is a fake tensor, which has a shape, a dtype and a device only.
+    """Run every operation as usual, except one whose inputs sit on more than one device (or that moves a tensor to
+    another device): that one goes through the fake mode, which checks, as a GPU would, that the mix is allowed
+    (a 0-d CPU scalar may join a device tensor, a CPU weight or image may not). Its result is a fake tensor, which
+    has a shape, a dtype and a device only.
 
     Neither `meta` nor fake tensors hold values, so a value read back from one (`float(loss)`) is answered with a
     fixed number."""
