@@ -12,7 +12,7 @@ from pathlib import Path
 from .utils import ASSETS, CldiffError, resolve_device, write_text_atomic
 from .data import FASHION_MNIST_CLASSES
 from .store import finished_tasks, load_checkpoint, load_metrics, run_lock, task_dir, task_entry, task_state, update_task_entry, write_metrics
-from .runner import RunConfig, TaskContext, load_stream
+from .runner import RunConfig, TaskContext, load_stream, with_evaluators
 from .metrics import GenerationEvaluator
 from .solver import SolverEvaluator
 
@@ -49,7 +49,7 @@ def evaluate_run(run_dir, evaluators: dict, device=None, data_root=None, stream=
             model, schedule = load_checkpoint(run_dir, k, device)
             entry = task_entry(task_state(run_dir, k))
             ctx = TaskContext(model, schedule, stream, k, run_dir, cfg)
-            update_task_entry(run_dir, k, {**entry, **{name: fn(ctx) for name, fn in evaluators.items()}})
+            update_task_entry(run_dir, k, with_evaluators(evaluators, ctx, entry))
             write_metrics(run_dir)
         return load_metrics(run_dir)
 

@@ -32,7 +32,8 @@ BUILTIN_STRATEGY_MODULES = (replay, distillation)   # importing them registers t
 
 # %% auto #0
 __all__ = ['BUILTIN_STRATEGY_MODULES', 'RUN_PRESETS', 'Evaluator', 'EvalConfig', 'RunConfig', 'run_config', 'RunConfigMismatch',
-           'task_seed', 'load_stream', 'train_task', 'TaskContext', 'evaluate_task', 'check_run_dir', 'run']
+           'task_seed', 'load_stream', 'train_task', 'TaskContext', 'evaluate_task', 'check_run_dir', 'with_evaluators',
+           'run']
 
 # %% ../nbs/08_runner.ipynb #83b98077
 def _at_least(problems: list, obj, names, low: int, note: str = "") -> None:
@@ -278,10 +279,17 @@ def _check_out(out: Path) -> None:
     if not os.access(parent, os.W_OK):
         raise CldiffError(f"cannot write to {parent} (read-only or no permission); choose another --out folder")
 
+def with_evaluators(evaluators: dict, ctx: TaskContext, entry: dict) -> dict:
+    "A task's metrics entry with every evaluator's result added, and the seconds each took under `eval_seconds`."
+    entry, seconds = dict(entry), dict(entry.get("eval_seconds", {}))
+    for name, fn in evaluators.items():
+        start = time.perf_counter()
+        entry[name] = fn(ctx)
+        seconds[name] = round(time.perf_counter() - start, 2)
+    return {**entry, "eval_seconds": seconds}
+
 def _evaluate(evaluators: dict, ctx: TaskContext, entry: dict) -> dict:
-    entry = dict(entry, evaluation=ctx.config.evaluation.to_dict())
-    for name, fn in evaluators.items(): entry[name] = fn(ctx)
-    return entry
+    return with_evaluators(evaluators, ctx, dict(entry, evaluation=ctx.config.evaluation.to_dict()))
 
 def run(config: RunConfig, out, data_root=None, device=None, download: bool | None = None, progress: bool = True,
         evaluators: dict[str, Evaluator] | None = None, stream: TaskStream | None = None,
@@ -323,8 +331,10 @@ def run(config: RunConfig, out, data_root=None, device=None, download: bool | No
             stats = train_task(model, teacher, strategy, stream, k, schedule, config, progress, on_step, precision, compile)
             del teacher
             strategy.end_task(stream, k)
+            start = time.perf_counter()
             evaluation, samples = evaluate_task(model, stream, k, schedule, config.evaluation, seed=config.seed)
-            entry = {"task": k, "classes": list(stream[k].classes), "seen_classes": stream.seen_classes(k), **stats, **evaluation}
+            entry = {"task": k, "classes": list(stream[k].classes), "seen_classes": stream.seen_classes(k), **stats, **evaluation,
+                     "eval_seconds": {"diagnostic": round(time.perf_counter() - start, 2)}}   # the grid and the denoising MSE
             state = {"config": config.to_dict(), "seed": config.seed, "task_seed": task_seed(config.seed, k),
                      "class_order": stream.class_order}
             # the trained model is saved before the evaluators run: a crash while evaluating loses no training
