@@ -281,12 +281,12 @@ def _check_out(out: Path) -> None:
 
 def with_evaluators(evaluators: dict, ctx: TaskContext, entry: dict) -> dict:
     "A task's metrics entry with every evaluator's result added, and the seconds each took under `eval_seconds`."
-    entry, seconds = dict(entry), dict(entry.get("eval_seconds", {}))
+    entry = dict(entry, eval_seconds=dict(entry.get("eval_seconds", {})))
     for name, fn in evaluators.items():
         start = time.perf_counter()
         entry[name] = fn(ctx)
-        seconds[name] = round(time.perf_counter() - start, 2)
-    return {**entry, "eval_seconds": seconds}
+        entry["eval_seconds"][name] = round(time.perf_counter() - start, 2)
+    return entry
 
 def _evaluate(evaluators: dict, ctx: TaskContext, entry: dict) -> dict:
     return with_evaluators(evaluators, ctx, dict(entry, evaluation=ctx.config.evaluation.to_dict()))

@@ -140,8 +140,7 @@ def test_saved_networks_load_onto_the_device():
 def _solver_with_cpu_previous(stream, train=train_solver_task):
     "Issue 7's path: the generator on the device, the previous classifier rebuilt from a CPU state dict."
     generator = _model()
-    previous = Solver()
-    previous.load_state_dict({k: v.clone() for k, v in Solver().state_dict().items()})   # as from a CPU checkpoint
+    previous = Solver()   # on the CPU, as SolverEvaluator rebuilds it from the saved state
     with on_stand_in_device() as dev:
         solver = Solver()
         replay = diffusion_replay(generator, paper_schedule(), steps=2, seed=0)
