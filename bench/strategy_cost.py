@@ -4,7 +4,9 @@ Times `--iters` training iterations of every strategy at task index 1 (so replay
 student, teacher, data and batch size, after a warm-up, and prints seconds per iteration, the ratio to
 fine-tuning, and the share spent building the replay batch. The paper's design predicts, counting a
 backward pass as two forwards with 2 teacher DDIM steps: fine-tuning 3B, GR 8B, GD 9B forward passes per
-iteration, so GR ~2.7x, GD ~3.0x fine-tuning and GD/GR ~1.125.
+iteration, so GR ~2.7x, GD ~3.0x fine-tuning and GD/GR ~1.125. NIGD distils on the teacher's trajectory points
+(B teacher passes whatever its steps: 7B, ~0.78x GD); SGGD generates only for the slots above its SNR threshold
+(about 8.3B at the default threshold, ~0.93x GD).
 
 It also measures one way to make replay cheaper without changing what is learned: running the student
 once on the concatenated current + replay batch (what cldiff does) versus two separate passes.
@@ -65,7 +67,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--device", default=None)
-    p.add_argument("--strategies", nargs="+", default=["finetune", "joint", "er", "lwf", "gaussian", "gr", "gd"])
+    p.add_argument("--strategies", nargs="+", default=["finetune", "joint", "er", "lwf", "gaussian", "gr", "gd", "nigd", "sggd"])
     a = p.parse_args(argv)
     preset = RUN_PRESETS[a.preset]
     device = resolve_device(a.device)
@@ -84,6 +86,8 @@ def main(argv=None):
     for name, (s, r) in rows.items():
         print(f"{name:10} {s:8.3f} {s / ft if ft else float('nan'):10.2f} {r / s:12.0%}")
     if "gr" in rows and "gd" in rows: print(f"GD / GR = {rows['gd'][0] / rows['gr'][0]:.3f} (paper's count: 1.125)")
+    for name, count in (("nigd", 7 / 9), ("sggd", 8.33 / 9)):
+        if name in rows and "gd" in rows: print(f"{name} / GD = {rows[name][0] / rows['gd'][0]:.3f} (forward-pass count: {count:.3f})")
     student = make_unet(preset["unet"], seed=0, sample_size=preset["image_size"]).to(device)
     sep, _ = time_strategy("gd", student, teacher, stream, schedule, batch, a.iters, device, separate_passes_loss)
     print(f"GD with the student run separately on the two halves: {sep:.3f} s/iter "

@@ -6,23 +6,21 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
-from .utils import PRECISIONS, CldiffError
-from .data import save_images
-from .sample import ddim_sample
-from .store import finished_tasks, load_checkpoint, load_metrics, load_model
-from .registry import STRATEGIES, all_options, strategy_summary
-from .runner import RUN_PRESETS, RunConfig, run, run_config
-from .report import evaluate_run, run_evaluators, summary_table, load_runs, write_report
+# Only the standard library here: the library (torch, diffusers) is imported inside `main`, so that Ctrl-C while it
+# loads, or a signal, ends the command with one line instead of a traceback.
+
 
 # %% auto #0
-__all__ = ['build_parser', 'main']
+__all__ = ['SEED_LIMIT', 'build_parser', 'Stopped', 'main', 'job_slots', 'run_jobs']
 
 # %% ../nbs/09_cli.ipynb #88952569
 def _strategy_epilog() -> str:
+    import importlib
+    importlib.import_module("cldiff.runner")   # importing it registers the built-in strategies
+    from cldiff.registry import STRATEGIES, strategy_summary
     lines = ["strategies (and their options):"]
     for name in sorted(STRATEGIES):
         opts = ", ".join(o.cli_flag(k) for k, o in STRATEGIES[name].options.items()) or "no options"
@@ -31,7 +29,12 @@ def _strategy_epilog() -> str:
 
 def _add_run_options(r: argparse.ArgumentParser) -> None:
     "The options of `run` that `compare` shares: preset, data, training, strategy options, evaluation, speed."
-    r.add_argument("--preset", default="micro", choices=sorted(RUN_PRESETS), help="model size and training length (default: micro, for CPUs)")
+    from cldiff.utils import PRECISIONS
+    from cldiff.registry import STRATEGIES, all_options
+    from cldiff.runner import RUN_PRESETS
+    r.add_argument("--preset", default=None, choices=sorted(RUN_PRESETS),
+                   help="model size and training length (default: micro, for CPUs; an existing run folder keeps its own: a preset "
+                        "given beside it must have the folder's settings, its name does not matter)")
     r.add_argument("--data-root", type=Path, default=None, help="folder holding FashionMNIST/raw/ (default: $CLDIFF_DATA, then ~/.cache/cldiff/data)")
     r.add_argument("--download", action="store_true", default=None, help="download Fashion-MNIST into the data root if it is missing (automatic on Colab)")
     r.add_argument("--fixed-class-order", action="store_true", default=None, help="classes 0-1, 2-3, ... instead of the seeded shuffle")
@@ -39,6 +42,9 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--iters-per-task", type=int, default=None, help="training iterations per task (default from the preset)")
     r.add_argument("--batch-size", type=int, default=None, help="current images per batch; the replay batch is as large (default from the preset)")
     r.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 2e-4)")
+    r.add_argument("--ema-decay", type=float, default=None, dest="ema_decay",
+                   help="keep an exponential moving average of the weights with this decay (0 <= d < 1; diffusers' EMAModel) and "
+                        "end every task with it: it is saved, evaluated and the next teacher (default 0: off, as the paper)")
     for name, opt in all_options().items():   # each strategy's own options, from the registry
         defaults = {s: STRATEGIES[s].options[name].default for s in sorted(STRATEGIES) if name in STRATEGIES[s].options}
         users = ", ".join(defaults)
@@ -57,25 +63,32 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     r.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="training arithmetic: bf16 autocast, fp32, or auto (bf16 where the hardware has it natively; default)")
-    r.add_argument("--compile", action="store_true", help="compile the training step and the teacher with torch.compile (the step with CUDA graphs on a GPU; "
-                   "a minute or two of compiling, then faster steps)")
+    r.add_argument("--compile", action="store_true", help="compile the training step and the teacher with torch.compile (the step with CUDA graphs on a GPU): "
+                   "compiling costs minutes before the first step (over 300 s for two test-preset tasks on 2 CPU cores) and pays off "
+                   "only on long runs on a GPU")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 def build_parser() -> argparse.ArgumentParser:
     "The `cldiff` argument parser."
+    import textwrap
+    from cldiff.registry import STRATEGIES
+    from cldiff.runner import RUN_PRESETS
     p = argparse.ArgumentParser(prog="cldiff", description="Continual learning of diffusion models: generative replay vs generative distillation.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="train one strategy on the Split Fashion-MNIST task stream (resumes an existing --out)",
-                       description="Train a diffusion model on the 5-task class-incremental Split Fashion-MNIST stream with one "
+                       description=textwrap.fill("Train a diffusion model on the 5-task class-incremental Split Fashion-MNIST stream with one "
                                    "strategy. After every task the model, a sample grid and metrics are written to --out. "
-                                   "Rerunning the same command continues after the last finished task.",
+                                   "A run folder remembers its settings: `cldiff run --out DIR` alone continues the run in DIR after "
+                                   "its last finished task, whatever strategy, preset and cldiff version made it. Options given "
+                                   "beside it must agree with the folder (a preset is compared by its settings, not its name), "
+                                   "else nothing is changed; evaluation and speed options may differ between resumes.", 100),
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=_strategy_epilog() +
                               "\n\npresets:\n" + "\n".join(f"  {k:6} UNet {v['unet']}, {v['image_size']}px, batch {v['batch_size']}, "
                                                           f"{v['iters_per_task']} iterations per task" for k, v in RUN_PRESETS.items()))
-    r.add_argument("--strategy", default="gd", choices=sorted(STRATEGIES), help="how old tasks are replayed (default: gd)")
-    r.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, sample grids, metrics.json")
+    r.add_argument("--strategy", default=None, choices=sorted(STRATEGIES), help="how old tasks are replayed (default: gd; an existing run folder keeps its own)")
+    r.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, sample grids, metrics.json; an existing one is resumed")
     r.add_argument("--seed", type=int, default=None, help="seed of the class order, initialisation and batches (default 42)")
     _add_run_options(r)
 
@@ -83,12 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every strategy with every seed into OUT/STRATEGY_sSEED (finished runs are skipped, "
                                    "unfinished ones resumed), then write OUT/report: the table with mean ± standard error over "
                                    "seeds, metrics per task and the sample grids side by side. Strategy options apply to the "
-                                   "strategies that have them.",
+                                   "strategies that have them. With --jobs N (or --devices), N runs train at the same time, "
+                                   "each in its own `python -m cldiff.cli run` process writing to OUT/STRATEGY_sSEED.log; a run that "
+                                   "fails does not stop the others, and the end lists what finished and what failed.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_strategy_epilog())
     c.add_argument("--strategies", nargs="+", default=["finetune", "joint", "gr", "gd"], choices=sorted(STRATEGIES),
                    metavar="STRATEGY", help="strategies to run (default: finetune joint gr gd)")
     c.add_argument("--seeds", nargs="+", type=int, default=[42, 69, 1714], help="seeds (default: 42 69 1714, the authors')")
     c.add_argument("--out", required=True, type=Path, help="folder for the runs and the report")
+    c.add_argument("--jobs", type=int, default=None,
+                   help="runs trained at the same time, one process each, its output in OUT/NAME.log (default 1: one after another "
+                        "in this process; with --devices, one per device); on a CPU each gets 1/N of this process's threads")
+    c.add_argument("--devices", default=None, metavar="DEV,DEV,...",
+                   help="devices the runs' processes use, round-robin over the --jobs slots, e.g. cuda:0,cuda:1 (--jobs 4 with two "
+                        "GPUs: two runs on each); instead of --device")
     _add_run_options(c)
 
     ev = sub.add_parser("evaluate", help="compute FID/KID/KLD and the replay classifier on a finished run's checkpoints",
@@ -119,15 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/09_cli.ipynb #79968bac
-_LEARNING = ("seed", "fixed_class_order", "n_tasks", "iters_per_task", "batch_size", "lr")
+_LEARNING = ("seed", "fixed_class_order", "n_tasks", "iters_per_task", "batch_size", "lr", "ema_decay")
 _EVALUATION = ("eval_samples", "solver_epochs", "solver_pool", "inception_fid", "solver_baselines", "solver_soft_target")
 
 def _cmd_run(a) -> int:
+    from cldiff.registry import all_options
+    from cldiff.runner import resume_config, run, run_processes
+    from cldiff.report import run_evaluators
     overrides = {k: getattr(a, k) for k in (*_LEARNING, *_EVALUATION, *all_options())}
-    config = run_config(a.preset, a.strategy, **overrides)
+    # an existing run folder gives its own settings; what is given beside it must agree (checked before anything is written)
+    config = resume_config(a.out, a.preset, a.strategy, **overrides)
     metrics = run(config, a.out, data_root=a.data_root, device=a.device, download=a.download, progress=not a.no_progress,
                   precision=a.precision, compile=a.compile,
                   evaluators=run_evaluators(config, a.data_root))
+    if not run_processes().main: return 0    # one line from the run's processes, not one from each
     last = metrics["tasks"][-1]
     grid = a.out / f"task_{last['task']}" / "samples.png"
     print(f"done: {len(metrics['tasks'])} tasks in {a.out}; after task {last['task']}: "
@@ -135,6 +161,10 @@ def _cmd_run(a) -> int:
     return 0
 
 def _cmd_compare(a) -> int:
+    from cldiff.utils import CldiffError
+    from cldiff.registry import STRATEGIES, all_options
+    from cldiff.runner import resume_config, run
+    from cldiff.report import load_runs, run_evaluators, summary_table, write_report
     # every config is built (and so checked) before the first run starts
     configs = {}
     for strategy in dict.fromkeys(a.strategies):
@@ -142,10 +172,13 @@ def _cmd_compare(a) -> int:
         for seed in dict.fromkeys(a.seeds):
             overrides = {k: getattr(a, k) for k in (*_LEARNING, *_EVALUATION) if k != "seed"}
             overrides.update({k: getattr(a, k) for k in all_options() if k in declared})
-            configs[f"{strategy}_s{seed}"] = run_config(a.preset, strategy, seed=seed, **overrides)
+            # a run folder already there continues with its own settings (what is given must agree with them)
+            configs[f"{strategy}_s{seed}"] = resume_config(a.out / f"{strategy}_s{seed}", a.preset, strategy, seed=seed, **overrides)
     given = [k for k in all_options() if getattr(a, k) is not None]
     unused = [k for k in given if not any(k in STRATEGIES[s].options for s in a.strategies)]
-    if unused: raise CldiffError(f"no chosen strategy has the option(s) {', '.join(unused)}; drop them or add a strategy that has them")
+    if unused: raise CldiffError(f"no chosen strategy has the option(s) {', '.join(all_options()[k].cli_flag(k) for k in unused)}; "
+                                 "drop them or add a strategy that has them")
+    if a.devices is not None or (a.jobs is not None and a.jobs != 1): return _compare_in_processes(a, configs)
     run_dirs = []
     for i, (name, config) in enumerate(configs.items()):
         out = a.out / name
@@ -158,32 +191,62 @@ def _cmd_compare(a) -> int:
     print(f"wrote {path} and its figures")
     return 0
 
+def _run_folder(path: Path) -> Path:
+    "`path` if it can be a run (or model) folder; a one-line error for a file or a missing path."
+    from cldiff.utils import CldiffError
+    if path.is_file(): raise CldiffError(f"{path} is a file, not a run folder (give a folder written by `cldiff run`)")
+    if not path.is_dir(): raise CldiffError(f"{path} does not exist (give a folder written by `cldiff run`)")
+    return path
+
 def _png_path(out: Path) -> Path:
+    from cldiff.utils import CldiffError
     if out.suffix.lower() != ".png": raise CldiffError(f"--out {out} must be a .png file name (e.g. grid.png)")
     if out.is_dir(): raise CldiffError(f"--out {out} is a folder; give a .png file name")
     try: out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise CldiffError(f"cannot create the folder of --out {out}: {e.strerror or e}") from None
     return out
 
+SEED_LIMIT = 2 ** 64   # torch's generators take seeds below this
+
 def _cmd_sample(a) -> int:
+    from torchvision.utils import save_image
+    from cldiff.utils import CldiffError, atomic_path
+    from cldiff.data import image_grid
+    from cldiff.sample import ddim_sample
+    from cldiff.store import finished_tasks, load_checkpoint, load_model
+    from cldiff.runner import check_memory
     out = _png_path(a.out)
-    if (a.run_dir / "unet").is_dir(): model, schedule = load_model(a.run_dir, a.device)
+    if not 0 <= a.seed < SEED_LIMIT: raise CldiffError(f"--seed must be a whole number from 0 to {SEED_LIMIT - 1}, got {a.seed}")
+    if a.n < 1: raise CldiffError(f"--n must be at least 1, got {a.n}")
+    run_dir = _run_folder(a.run_dir)
+    if (run_dir / "unet").is_dir():
+        if a.task is not None:
+            raise CldiffError(f"{run_dir} is a single saved model, not a run folder: it has no tasks; leave out --task {a.task}")
+        model, schedule = load_model(run_dir, a.device)
     else:
-        done = finished_tasks(a.run_dir)
-        if done == 0: raise CldiffError(f"{a.run_dir} has no finished task (expected {a.run_dir}/task_0/state.json)")
+        done = finished_tasks(run_dir)
+        if done == 0: raise CldiffError(f"{run_dir} has no finished task (expected {run_dir}/task_0/state.json)")
         k = done - 1 if a.task is None else a.task
-        if not 0 <= k < done: raise CldiffError(f"--task {k} is not a finished task of {a.run_dir}: choose 0..{done - 1}")
-        model, schedule = load_checkpoint(a.run_dir, k, a.device)
-    if a.n < 1 or not 1 <= a.steps <= schedule.num_timesteps:
-        raise CldiffError(f"--n must be at least 1 and --steps between 1 and {schedule.num_timesteps}")
+        if not 0 <= k < done: raise CldiffError(f"--task {k} is not a finished task of {run_dir}: choose 0..{done - 1}")
+        model, schedule = load_checkpoint(run_dir, k, a.device)
+    if not 1 <= a.steps <= schedule.num_timesteps:
+        raise CldiffError(f"--steps must be between 1 and {schedule.num_timesteps}, got {a.steps}")
+    c, size = model.config.in_channels, model.config.sample_size
+    # the starting noise, the samples and their copy in the grid are held on the CPU at once
+    check_memory(a.n, 3 * 4 * c * size * size, "cpu", f"--n {a.n} samples", "ask for fewer with --n")
     images = ddim_sample(model, a.n, schedule, steps=a.steps, seed=a.seed)
-    try: save_images(images, out, nrow=8)
-    except OSError as e: raise CldiffError(f"cannot write {out}: {e.strerror or e}") from None
+    # written beside --out and renamed over it: a full disk leaves an existing file as it was
+    with atomic_path(out) as tmp: save_image(image_grid(images, 8), str(tmp), format="PNG")
     print(f"wrote {a.n} samples ({a.steps} DDIM steps) to {out}")
     return 0
 
 def _cmd_evaluate(a) -> int:
-    saved = RunConfig.from_dict(load_metrics(a.run_dir)["config"])
+    import dataclasses
+    from cldiff.utils import CldiffError
+    from cldiff.runner import folder_config
+    from cldiff.report import evaluate_run, run_evaluators
+    saved = folder_config(_run_folder(a.run_dir))
+    if saved is None: raise CldiffError(f"{a.run_dir} is not a cldiff run folder (no config.json, no task_0/)")
     evaluation = dataclasses.replace(saved.evaluation, eval_samples=a.eval_samples, solver_epochs=a.solver_epochs,
                                      solver_pool=a.solver_pool, inception_fid=a.inception_fid)   # replace() validates
     evaluators = run_evaluators(dataclasses.replace(saved, evaluation=evaluation), a.data_root)
@@ -193,20 +256,186 @@ def _cmd_evaluate(a) -> int:
     return 0
 
 def _cmd_report(a) -> int:
+    from cldiff.report import load_runs, summary_table, write_report
+    for d in a.run_dirs: _run_folder(d)
     path = write_report(a.run_dirs, a.out)
     print(summary_table(load_runs(a.run_dirs)))
     print(f"wrote {path} and its figures")
     return 0
 
+class Stopped(BaseException):
+    "A signal (SIGTERM, SIGHUP) asked cldiff to stop; raised in the main thread, so locks and temporaries are released on the way out."
+    def __init__(self, signum: int): super().__init__(signum); self.signum = signum
+
+def _stop(signum, frame):
+    import signal
+    for s in _STOP_SIGNALS: signal.signal(s, signal.SIG_IGN)   # a second signal must not interrupt the clean-up
+    raise Stopped(signum)
+
+def _stop_signals() -> list:
+    import signal
+    return [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+
+_STOP_SIGNALS = _stop_signals()
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `cldiff` command."
-    a = build_parser().parse_args(argv)
+    import signal, threading
+    command, previous = "cldiff", {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, _stop) for s in _STOP_SIGNALS}
     try:
-        return {"run": _cmd_run, "compare": _cmd_compare, "sample": _cmd_sample, "evaluate": _cmd_evaluate,
-                "report": _cmd_report}[a.command](a)
-    except CldiffError as e:      # the user can fix it: one line that says what to do
-        print(f"cldiff {a.command}: error: {e}", file=sys.stderr)
-        return 2
+        from cldiff.utils import CldiffError   # loads torch: inside the handlers below
+        a = build_parser().parse_args(argv)
+        command = f"cldiff {a.command}"
+        try:
+            return {"run": _cmd_run, "compare": _cmd_compare, "sample": _cmd_sample, "evaluate": _cmd_evaluate,
+                    "report": _cmd_report}[a.command](a)
+        except CldiffError as e:      # the user can fix it: one line that says what to do
+            print(f"{command}: error: {e}", file=sys.stderr)
+            return 2
     except KeyboardInterrupt:
-        print(f"cldiff {a.command}: interrupted; finished tasks are kept, rerun the same command to continue", file=sys.stderr)
+        if command == "cldiff": print("cldiff: interrupted while starting; nothing was done", file=sys.stderr)
+        else: print(f"{command}: interrupted; finished tasks are kept, rerun the command (or `cldiff run --out DIR`) to continue", file=sys.stderr)
         return 130
+    except Stopped as s:
+        print(f"{command}: stopped by {signal.Signals(s.signum).name}; finished tasks are kept, rerun the command "
+              "(or `cldiff run --out DIR`) to continue", file=sys.stderr)
+        return 128 + s.signum
+    finally:
+        for s, handler in previous.items():
+            if handler is not None: signal.signal(s, handler)
+
+
+# %% ../nbs/09_cli.ipynb #c4a1b001
+def job_slots(jobs: int | None = None, devices: str | None = None, threads: int | None = None) -> list[dict]:
+    """The slots of `cldiff compare --jobs`: per slot, the `device` its runs train on (`devices`, comma-separated, dealt
+    round-robin; None: the default device) and its CPU `threads`, `max(1, threads // jobs)` of `threads` (default: this
+    process's torch threads). `jobs` defaults to one per device."""
+    from cldiff.utils import CldiffError, resolve_device
+    names = None
+    if devices is not None:
+        names = [d.strip() for d in str(devices).split(",")]
+        if not all(names): raise CldiffError(f"--devices must be devices separated by commas, e.g. cuda:0,cuda:1; got {devices!r}")
+        for d in names: resolve_device(d)      # a device this machine lacks is refused before any run starts
+    if jobs is None: jobs = len(names) if names else 1
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1: raise CldiffError(f"--jobs must be at least 1, got {jobs}")
+    if threads is None:
+        import torch
+        threads = torch.get_num_threads()
+    return [{"device": names[j % len(names)] if names else None, "threads": max(1, threads // jobs)} for j in range(jobs)]
+
+def _last_line(log: Path, start: int) -> str:
+    "The last non-empty line written to `log` after byte `start`: a cldiff child's one-line error, or a traceback's last line."
+    try:
+        with open(log, "rb") as f: f.seek(start); text = f.read().decode(errors="replace")
+    except OSError: return "(its log cannot be read)"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+def run_jobs(commands: dict[str, list[str]], slots: list[dict], logs: dict[str, Path], echo=print, poll: float = 0.2) -> dict[str, dict]:
+    """Run `commands` (name -> argv) as child processes, one per slot at a time, each child's output appended to its log.
+
+    Each child gets its slot's `threads` (OMP_NUM_THREADS) and, when the slot has one, `--device` added. Returns, per
+    name, its `returncode`, `seconds`, `device`, `log` and, when it failed, `error` (the last line it wrote); a failing
+    command does not stop the others. When this process is interrupted (Ctrl-C, a signal), every child still running
+    is sent SIGTERM and waited for (a `cldiff run` child then releases its lock and keeps its finished tasks)
+    before the interruption goes on."""
+    import os, signal, subprocess, time
+    pending, running, results = list(commands), {}, {}
+    def start(j: int, name: str):
+        slot, log = slots[j], Path(logs[name])
+        cmd = [*commands[name], *(["--device", slot["device"]] if slot["device"] else [])]
+        f = open(log, "ab")   # appended: a resumed run's log keeps what the earlier attempts wrote
+        f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)} ({slot['threads']} CPU threads)\n".encode()); f.flush()
+        env = dict(os.environ, OMP_NUM_THREADS=str(slot["threads"]), MKL_NUM_THREADS=str(slot["threads"]), PYTHONUNBUFFERED="1")
+        # a session of its own: Ctrl-C in the terminal reaches only this process, which then stops each child once
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        running[j] = (name, p, f, f.tell(), time.perf_counter())
+        echo(f"started {name} on {slot['device'] or 'the default device'} with {slot['threads']} CPU thread(s); log {log}")
+    try:
+        while pending or running:
+            for j in range(len(slots)):
+                if j not in running and pending: start(j, pending.pop(0))
+            time.sleep(poll)
+            for j, (name, p, f, offset, t0) in list(running.items()):
+                if p.poll() is None: continue
+                f.close(); del running[j]
+                r = {"returncode": p.returncode, "seconds": round(time.perf_counter() - t0, 1), "device": slots[j]["device"],
+                     "log": Path(logs[name])}
+                if p.returncode: r["error"] = _last_line(r["log"], offset)
+                results[name] = r
+                echo(f"finished {name} in {r['seconds']} s" if not p.returncode else
+                     f"failed {name} (exit {p.returncode}) after {r['seconds']} s: {r['error']}")
+    finally:
+        for name, p, *_ in running.values():
+            if p.poll() is None: p.send_signal(signal.SIGTERM)
+        for name, p, f, *_ in running.values():
+            try: p.wait(timeout=120)
+            except subprocess.TimeoutExpired: p.kill(); p.wait()
+            f.close()
+    return results
+
+_NOT_PASSED_ON = {"help", "strategies", "seeds", "out", "jobs", "devices", "device", "no_progress"}
+
+def _run_argv(a, actions, declared) -> list[str]:
+    "The options given to `compare`, as `cldiff run` flags (a strategy option only for a strategy that declares it)."
+    from cldiff.registry import all_options
+    argv = []
+    for action in actions:
+        if action.dest in _NOT_PASSED_ON or not action.option_strings: continue
+        if action.dest in all_options() and action.dest not in declared: continue
+        v = getattr(a, action.dest, None)
+        if v is None or v is False: continue    # not given
+        argv += [action.option_strings[0]] if action.nargs == 0 else [action.option_strings[0], str(v)]
+    return argv
+
+def _finished(out: Path, config, evaluators: dict) -> bool:
+    "Has the run in `out` every task trained and evaluated as `config` asks, so that its process would have nothing to do?"
+    from cldiff.utils import CldiffError
+    from cldiff.store import finished_tasks, task_entry, task_state
+    from cldiff.runner import needs_evaluation
+    try:
+        if finished_tasks(out) < config.n_tasks: return False
+        return not any(needs_evaluation(task_entry(task_state(out, j)), evaluators, config.evaluation) for j in range(config.n_tasks))
+    except CldiffError: return False           # its own process says what is wrong
+
+def _compare_in_processes(a, configs: dict) -> int:
+    "`cldiff compare --jobs N`: every unfinished run in a `python -m cldiff.cli run` process, then a summary and the report."
+    from cldiff.utils import CldiffError
+    from cldiff.registry import STRATEGIES
+    from cldiff.report import load_runs, run_evaluators, summary_table, write_report
+    if a.device is not None and a.devices is not None: raise CldiffError("give --device (every run) or --devices (dealt out), not both")
+    slots = job_slots(a.jobs, a.devices if a.devices is not None else a.device)
+    actions = build_parser()._subparsers._group_actions[0].choices["compare"]._actions
+    done, commands = [], {}
+    for name, config in configs.items():
+        out = a.out / name
+        if _finished(out, config, run_evaluators(config, a.data_root)): done.append(name); continue
+        commands[name] = [sys.executable, "-m", "cldiff.cli", "run", "--out", str(out), "--strategy", config.strategy,
+                          "--seed", str(config.seed), "--no-progress", *_run_argv(a, actions, STRATEGIES[config.strategy].options)]
+    try: a.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise CldiffError(f"cannot create --out {a.out}: {e.strerror or e}; choose another folder") from None
+    print(f"{len(configs)} runs: {len(done)} already finished, {len(commands)} to train, up to {len(slots)} at a time", flush=True)
+    results = run_jobs(commands, slots, {n: a.out / f"{n}.log" for n in commands}, echo=lambda line: print(line, flush=True))
+    failed = {n: r for n, r in results.items() if r["returncode"]}
+    finished = [n for n in configs if n not in failed]
+    print(f"finished: {', '.join(finished) or 'none'}" + (f" ({len(done)} of them already before)" if done else ""), flush=True)
+    if finished:
+        run_dirs = [a.out / n for n in finished]
+        path = write_report(run_dirs, a.out / "report")
+        print(summary_table(load_runs(run_dirs)))
+        print(f"wrote {path} and its figures" + (" (without the failed runs)" if failed else ""))
+    if failed:
+        print(f"cldiff compare: {len(failed)} of {len(configs)} runs failed; rerun the same command to retry them "
+              "(finished tasks are kept):", file=sys.stderr)
+        for n, r in failed.items(): print(f"  {n}: exit {r['returncode']}: {r['error']} (log {r['log']})", file=sys.stderr)
+        return 1
+    return 0
+
+
+# %% ../nbs/09_cli.ipynb #c4a1b005
+# `python -m cldiff.cli ...` is the `cldiff` command too (and so `accelerate launch -m cldiff.cli ...`). Only `-m`
+# gives this module a `__spec__`: when the notebook runs this cell, nothing happens.
+if __name__ == "__main__" and __spec__ is not None: sys.exit(main())
+

@@ -179,8 +179,8 @@ def split_tasks(train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], n_tas
     return TaskStream(tasks, order)
 
 def fashion_mnist_tasks(root=None, n_tasks: int = 5, seed: int | None = 42, order: Sequence[int] | None = None,
-                        image_size: int = 32, download: bool = False) -> TaskStream:
-    "Class-incremental Split Fashion-MNIST: `n_tasks` tasks, class order from `seed` unless `order` is given."
+                        image_size: int = 32, download: bool | None = None) -> TaskStream:
+    "Class-incremental Split Fashion-MNIST: `n_tasks` tasks, class order from `seed` unless `order` is given; `download=None` downloads only on Colab."
     train = load_fashion_mnist(root, True, image_size, download)
     test = load_fashion_mnist(root, False, image_size, download)
     return split_tasks(train, test, n_tasks, order if order is not None else class_order(seed))

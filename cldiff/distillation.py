@@ -8,12 +8,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .utils import ConfigError
 from .train import predict_noise, sample_timesteps
 from .registry import register_strategy
 from .replay import GenerativeReplay, ReplayBatch, Strategy, replay_options
 
 # %% auto #0
-__all__ = ['teacher_targets', 'GenerativeDistillation', 'LwFDistillation', 'GaussianDistillation']
+__all__ = ['teacher_targets', 'GenerativeDistillation', 'LwFDistillation', 'GaussianDistillation', 'teacher_trajectory_pairs',
+           'jittered_timesteps', 'NoisyIntermediateDistillation', 'SNRGuidedDistillation']
 
 # %% ../nbs/07_distillation.ipynb #8f7ff0ca
 @torch.no_grad()
@@ -55,3 +57,122 @@ class GaussianDistillation(Strategy):
         x_t = torch.randn((n,) + tuple(current.x0.shape[1:]), generator=generator).to(current.x0.device)
         t = sample_timesteps(n, schedule.num_timesteps, x_t.device, generator)
         return ReplayBatch(x_t, t, teacher_targets(teacher, x_t, t))
+
+# %% ../nbs/07_distillation.ipynb #cd08131d
+from .registry import Option
+from .schedules import ddim_step, ddim_timesteps
+from .replay import generate_replay
+from .train import noise_images
+
+
+@torch.no_grad()
+def teacher_trajectory_pairs(teacher, x_T: Tensor, schedule, timesteps: list[int], clip_sample: bool = True,
+                             sqrt_eps: float = 1e-8) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The teacher's DDIM run from `x_T` over `timesteps` (descending), with what it computed at every step.
+
+    Returns `x_t` [k, n, ...] (the input of each step), `t` [k] (its timestep), `eps` [k, n, ...] (the teacher's
+    prediction there: the distillation target) and the final images [n, ...]. With the sampler's own timesteps
+    this is exactly `ddim_denoise(..., return_trajectory=True)` (checked below), recording `eps` as well."""
+    alphas_cumprod = schedule.alphas_cumprod.to(x_T.device)
+    x, xs, epss = x_T, [], []
+    for i, t in enumerate(timesteps):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        eps = predict_noise(teacher, x, torch.full((len(x),), t, device=x.device, dtype=torch.long))
+        xs.append(x); epss.append(eps)
+        x, _ = ddim_step(x, eps, t, t_prev, alphas_cumprod, clip_sample=clip_sample, sqrt_eps=sqrt_eps)
+    return torch.stack(xs), torch.tensor(timesteps, device=x_T.device), torch.stack(epss), x
+
+
+def jittered_timesteps(steps: int, num_timesteps: int, generator: torch.Generator | None = None) -> list[int]:
+    "The trailing DDIM timesteps with every step after the first moved down by one random offset in [0, T/steps)."
+    base = ddim_timesteps(steps, num_timesteps, "trailing").tolist()
+    if steps == 1: return base
+    gap = min(a - b for a, b in zip(base, base[1:]))
+    offset = int(torch.randint(0, gap, (1,), generator=generator))   # keeps the order strict and every t >= 0
+    return [base[0]] + [t - offset for t in base[1:]]
+
+
+# %% ../nbs/07_distillation.ipynb #a70201c0
+@register_strategy
+class NoisyIntermediateDistillation(GenerativeReplay):
+    "NIGD: distil on the (x_t, t, teacher prediction) pairs of the teacher's own DDIM trajectories, at no extra teacher pass."
+    name = "nigd"
+    options = {**GenerativeReplay.options, **replay_options(3.0),
+               "teacher_steps": Option(10, "DDIM steps of each teacher trajectory; every step gives one distillation pair (the replay chunk defaults to as many "
+                                              "iterations, so a batch's pairs come from as many trajectories)", int, min=1, max=1000),
+               "trajectory_points": Option("all", "which points of a trajectory are distilled on: 'all', or 'noisy' (all but the first, "
+                                                  "pure-noise point)", str),
+               "jitter": Option(1, "1: shift the teacher's timesteps after the first by one random offset per call, so every t is "
+                                   "visited; 0: the sampler's fixed grid", int, min=0, max=1),
+               "gd_mix": Option(0.0, "share of each replay batch made of standard GD pairs (a trajectory's final image re-noised at "
+                                     "a random t, one more teacher pass each)", float, min=0, max=1)}
+
+    def __init__(self, seed: int = 0, **options):
+        super().__init__(seed, **options)
+        # one call serves `teacher_steps` iterations unless told otherwise: then each batch's pairs come from about as
+        # many trajectories as it has pairs, not from a handful of trajectories at every one of their timesteps
+        if self.replay_chunk is None: self.replay_chunk = max(1, self.teacher_steps - (self.trajectory_points == "noisy"))
+        if self.trajectory_points not in ("all", "noisy"):
+            raise ConfigError(f"--trajectory-points must be 'all' or 'noisy', got {self.trajectory_points!r}")
+        if self.trajectory_points == "noisy" and self.teacher_steps < 2:
+            raise ConfigError("--trajectory-points noisy drops the first point: it needs --teacher-steps 2 or more")
+
+    def make_replay(self, teacher, total, per_batch, schedule, like, generator=None):
+        n_gd = round(self.gd_mix * per_batch)                  # standard GD pairs per batch
+        n_traj_pairs = per_batch - n_gd
+        batches = total // per_batch
+        first = 1 if self.trajectory_points == "noisy" else 0
+        per_traj = self.teacher_steps - first
+        # as many trajectories as a whole batch of pairs needs, whatever the mix: GD pairs reuse their final images
+        n_traj = max(1, -(-per_batch * batches // per_traj))
+        timesteps = (jittered_timesteps(self.teacher_steps, schedule.num_timesteps, generator) if self.jitter
+                     else ddim_timesteps(self.teacher_steps, schedule.num_timesteps, "trailing").tolist())
+        x_T = torch.randn((n_traj,) + tuple(like.shape[1:]), generator=generator).to(like.device)
+        xs, ts, epss, final = teacher_trajectory_pairs(teacher, x_T, schedule, timesteps)
+        xs, ts, epss = xs[first:], ts[first:], epss[first:]
+        k = len(ts)
+        # every (step, trajectory) pair once, in a random order, so a batch mixes timesteps and trajectories
+        order = torch.randperm(k * n_traj, generator=generator)[: n_traj_pairs * batches].to(like.device)
+        step, traj = order // n_traj, order % n_traj
+        x_t, t, target, x0 = xs[step, traj], ts[step], epss[step, traj], final[traj]
+        if n_gd:   # GD pairs on the trajectories' final images, as the gd strategy makes them
+            pick = torch.randint(0, n_traj, (n_gd * batches,), generator=generator).to(like.device)
+            b = noise_images(final[pick], schedule, generator)
+            gd_target = teacher_targets(teacher, b.x_t, b.t)
+        out = []
+        for i in range(batches):
+            s = slice(i * n_traj_pairs, (i + 1) * n_traj_pairs)
+            parts = [(x_t[s], t[s], target[s], x0[s])]
+            if n_gd:
+                g = slice(i * n_gd, (i + 1) * n_gd)
+                parts.append((b.x_t[g], b.t[g], gd_target[g], b.x0[g]))
+            out.append(ReplayBatch(*(torch.cat([p[j] for p in parts]) for j in range(4))))
+        return out
+
+
+@register_strategy
+class SNRGuidedDistillation(GenerativeReplay):
+    "SGGD: GD whose replay inputs below an SNR threshold are pure noise, so the teacher generates only for high-SNR timesteps."
+    name = "sggd"
+    options = {**GenerativeReplay.options, **replay_options(3.0),
+               "snr_threshold": Option(0.01, "below this signal-to-noise ratio the replay input is pure Gaussian noise instead of a "
+                                             "noised teacher sample (0: plain GD)", float, min=0)}
+
+    def make_replay(self, teacher, total, per_batch, schedule, like, generator=None):
+        t = sample_timesteps(total, schedule.num_timesteps, like.device, generator)
+        low = (schedule.snr(t.cpu()) < self.snr_threshold).to(like.device)
+        x_t = torch.randn((total,) + tuple(like.shape[1:]), generator=generator).to(like.device)   # the low-SNR inputs
+        x0 = torch.zeros_like(x_t)
+        high = (~low).nonzero().flatten()
+        if len(high):
+            x0[high] = generate_replay(teacher, len(high), schedule, self.teacher_steps, like, generator)
+            noise = torch.randn((len(high),) + tuple(like.shape[1:]), generator=generator).to(like.device)
+            x_t[high] = schedule.add_noise(x0[high], noise, t[high])
+        target = teacher_targets(teacher, x_t, t)
+        return [ReplayBatch(x_t[i:i + per_batch], t[i:i + per_batch], target[i:i + per_batch], x0[i:i + per_batch])
+                for i in range(0, total, per_batch)]
+
+    def generation_share(self, schedule) -> float:
+        "The share of replay slots for which the teacher still generates an image (t drawn uniformly)."
+        return float((schedule.snr() >= self.snr_threshold).float().mean())
+

@@ -29,19 +29,23 @@ class Option:
     def cli_flag(self, name: str) -> str: return self.flag or "--" + name.replace("_", "-")
 
     def check(self, name: str, value):
-        "`value` converted to the option's type, or a `ConfigError` that names the option and its range."
+        "`value` converted to the option's type, or a `ConfigError` that names the option, its flag and its range."
+        flag = f" ({self.cli_flag(name)})"   # the message names the flag too: a command-line user never sees `name`
         if value is None:
             if self.allow_none: return None
-            raise ConfigError(f"{name} needs a value")
+            raise ConfigError(f"{name} needs a value{flag}")
         if self.type in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{name} must be a number, got {value!r}")
-            if self.type is int and float(value) != int(value): raise ConfigError(f"{name} must be a whole number, got {value}")
-            value = self.type(check_finite(name, value))
+                raise ConfigError(f"{name} must be a number, got {value!r}{flag}")
+            if self.type is int and float(value) != int(value): raise ConfigError(f"{name} must be a whole number, got {value}{flag}")
+            try: value = self.type(check_finite(name, value))
+            except ConfigError as e: raise ConfigError(f"{e}{flag}") from None
             if self.min is not None and value < self.min:
-                raise ConfigError(f"{name} must be at least {self.min:g}, got {value}" + (" (leave it out for the default)" if self.allow_none else ""))
-            if self.max is not None and value > self.max: raise ConfigError(f"{name} must be at most {self.max:g}, got {value}")
+                leave_out = f" ({self.cli_flag(name)}; leave it out for the default)" if self.allow_none else flag
+                raise ConfigError(f"{name} must be at least {self.min:g}, got {value}{leave_out}")
+            if self.max is not None and value > self.max: raise ConfigError(f"{name} must be at most {self.max:g}, got {value}{flag}")
         return value
+
 
 # %% ../nbs/05b_registry.ipynb #c8f637a8
 STRATEGIES: dict[str, type] = {}

@@ -9,7 +9,7 @@ import json, math
 from collections import defaultdict
 from pathlib import Path
 
-from .utils import ASSETS, CldiffError, resolve_device, write_text_atomic
+from .utils import ASSETS, CldiffError, _disk_error, resolve_device, write_text_atomic
 from .data import FASHION_MNIST_CLASSES
 from .store import finished_tasks, load_checkpoint, load_metrics, run_lock, task_dir, task_entry, task_state, update_task_entry, write_metrics
 from .runner import RunConfig, TaskContext, load_stream, with_evaluators
@@ -17,9 +17,10 @@ from .metrics import GenerationEvaluator
 from .solver import SolverEvaluator
 
 # %% auto #0
-__all__ = ['METRICS', 'SHIPPED_RESULTS', 'run_evaluators', 'evaluate_run', 'metric_value', 'load_runs', 'mean_se', 'by_strategy',
-           'summary_table', 'plot_metrics_by_task', 'plot_histograms', 'plot_last_grids', 'plot_denoising_buckets',
-           'write_report', 'pack_runs', 'load_packed_runs', 'shipped_runs']
+__all__ = ['METRICS', 'SHIPPED_RESULTS', 'run_evaluators', 'evaluate_run', 'metric_value', 'duplicate_runs', 'load_runs',
+           'mean_se', 'by_strategy', 'evaluation_settings', 'evaluation_notes', 'summary_table', 'plot_metrics_by_task',
+           'plot_histograms', 'plot_last_grids', 'plot_denoising_buckets', 'write_report', 'pack_runs',
+           'load_packed_runs', 'shipped_runs']
 
 # %% ../nbs/12_report.ipynb #e6e9039e
 def run_evaluators(config: RunConfig, data_root=None) -> dict:
@@ -35,8 +36,17 @@ def run_evaluators(config: RunConfig, data_root=None) -> dict:
     return evaluators
 
 # %% ../nbs/12_report.ipynb #f6779d00
+def _evaluator_settings(evaluators: dict) -> dict:
+    "The evaluation settings (`EvalConfig` fields) that `evaluators` measure with, as far as they show them."
+    out = {}
+    for ev in evaluators.values():
+        if isinstance(ev, GenerationEvaluator):
+            out.update(eval_samples=ev.n_samples, sample_steps=ev.steps, inception_fid=ev.inception is not None)
+        elif isinstance(ev, SolverEvaluator): out.update(ev.settings_dict())
+    return out
+
 def evaluate_run(run_dir, evaluators: dict, device=None, data_root=None, stream=None) -> dict:
-    "Run `evaluators` on every finished task's checkpoint of `run_dir`, in task order; returns the updated summary."
+    "Run `evaluators` on every finished task's checkpoint of `run_dir`, in task order, recording the settings used in each entry; returns the updated summary."
     run_dir = Path(run_dir)
     metrics = load_metrics(run_dir)
     done = finished_tasks(run_dir)
@@ -44,12 +54,16 @@ def evaluate_run(run_dir, evaluators: dict, device=None, data_root=None, stream=
     cfg = RunConfig.from_dict(metrics["config"])
     device = resolve_device(device)
     stream = stream if stream is not None else load_stream(cfg, data_root)
+    settings = _evaluator_settings(evaluators)
     with run_lock(run_dir, "cldiff evaluate"):
         for k in range(done):
             model, schedule = load_checkpoint(run_dir, k, device)
             entry = task_entry(task_state(run_dir, k))
             ctx = TaskContext(model, schedule, stream, k, run_dir, cfg)
-            update_task_entry(run_dir, k, with_evaluators(evaluators, ctx, entry))
+            entry = with_evaluators(evaluators, ctx, entry)
+            # what these numbers were measured with, beside the settings of the measures this call did not redo
+            entry["evaluation"] = {**(entry.get("evaluation") or {}), **settings}
+            update_task_entry(run_dir, k, entry)
             write_metrics(run_dir)
         return load_metrics(run_dir)
 
@@ -71,20 +85,32 @@ def metric_value(entry: dict, key: str):
         entry = entry[part]
     return entry
 
-def load_runs(run_dirs) -> list[dict]:
-    "The summary of each run folder (read from its task folders), with its path and strategy."
-    runs = []
+def duplicate_runs(run_dirs) -> list[str]:
+    "The folders named more than once in `run_dirs` (compared by resolved path), which `load_runs` reads once."
+    seen, dups = set(), []
     for d in run_dirs:
+        key = Path(d).resolve()
+        if key in seen and str(d) not in dups: dups.append(str(d))
+        seen.add(key)
+    return dups
+
+def load_runs(run_dirs) -> list[dict]:
+    "The summary of each run folder (read from its task folders), with its path and strategy; a folder named twice is read once."
+    runs, seen = [], set()
+    for d in run_dirs:
+        if (key := Path(d).resolve()) in seen: continue
+        seen.add(key)
         m = load_metrics(d)
         if not m["tasks"]: raise CldiffError(f"{d} has no finished task yet: run it first, then report")
         runs.append({"dir": str(d), "strategy": m["config"]["strategy"], **m})
     return runs
 
-def mean_se(values: list[float]) -> tuple[float, float | None]:
-    "Mean and standard error (None for a single value)."
+def mean_se(values: list[float], ddof: int = 1) -> tuple[float, float | None]:
+    "Mean and standard error, sqrt(sum of squares / (n - ddof) / n) (None for a single value); ddof=0 is NumPy's np.std, the authors'."
+    if ddof not in (0, 1): raise ValueError(f"ddof must be 0 (np.std, the authors') or 1 (the sample standard deviation), got {ddof!r}")
     n = len(values); mean = sum(values) / n
     if n < 2: return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - ddof) / n)
 
 def by_strategy(runs: list[dict]) -> dict[str, list[dict]]:
     "Runs grouped by strategy, in the order the strategies first appear (seeds of one strategy together)."
@@ -92,8 +118,41 @@ def by_strategy(runs: list[dict]) -> dict[str, list[dict]]:
     for r in runs: groups[r["strategy"]].append(r)
     return dict(groups)
 
-def summary_table(runs: list[dict], metrics: list[str] | None = None) -> str:
-    "Markdown table: strategy x metrics (`metrics`: keys of METRICS; default all measured) after each run's last task, mean ± s.e. over runs of a strategy (one run: its bootstrap s.e., when measured)."
+_GROUPS = {"generation": "FID/KID/KLD", "solver": "the classifier's accuracy and forgetting", "denoising_mse": "denoising MSE"}
+
+def evaluation_settings(entry: dict) -> dict[str, str]:
+    "What each measured group of a task entry ('generation', 'solver', 'denoising_mse') was measured with, as far as the entry records it."
+    ev = entry.get("evaluation") if isinstance(entry.get("evaluation"), dict) else {}
+    out = {}
+    if isinstance(gen := entry.get("generation"), dict):
+        out["generation"] = (f"{gen.get('n_samples', ev.get('eval_samples', '?'))} samples, "
+                             f"{gen.get('steps', ev.get('sample_steps', '?'))} DDIM steps")
+    if isinstance(sol := entry.get("solver"), dict):
+        s = sol.get("settings") or {k: ev[k] for k in ("solver_epochs", "solver_pool", "sample_steps", "solver_soft_target") if k in ev}
+        out["solver"] = ", ".join(f"{k} {v}" for k, v in sorted(s.items())) or "?"
+    if isinstance(entry.get("denoising_mse"), dict) and "diagnostic_images" in ev:
+        out["denoising_mse"] = f"{ev['diagnostic_images']} images per task, {ev.get('diagnostic_buckets')} t-buckets"
+    return out
+
+def _tasks(ts: list[int]) -> str:
+    return f"task{'s' if len(ts) > 1 else ''} {', '.join(map(str, ts))}"
+
+def evaluation_notes(runs: list[dict], last_only: bool = False) -> list[str]:
+    "One line per measured group whose evaluation settings differ between the runs' entries (only their last tasks with `last_only`)."
+    notes = []
+    for group, label in _GROUPS.items():
+        used = defaultdict(lambda: defaultdict(list))     # setting -> run -> tasks
+        for r in runs:
+            for t in (r["tasks"][-1:] if last_only else r["tasks"]):
+                if (s := evaluation_settings(t).get(group)) is not None: used[s][Path(r["dir"]).name].append(t["task"])
+        if len(used) > 1:
+            parts = "; ".join(f"{s} in " + ", ".join(f"{d} {_tasks(ts)}" for d, ts in where.items()) for s, where in used.items())
+            notes.append(f"{label} were measured with different settings ({parts}): they are not comparable; "
+                         "re-evaluate those runs with one setting (`cldiff evaluate`)")
+    return notes
+
+def summary_table(runs: list[dict], metrics: list[str] | None = None, ddof: int = 1) -> str:
+    "Markdown table: strategy x metrics (`metrics`: keys of METRICS; default all measured) after each run's last task, mean ± s.e. over runs of a strategy (one run: its bootstrap s.e., when measured); a note beneath names mixed evaluation settings."
     keys = [k for k in (metrics or METRICS) if any(metric_value(r["tasks"][-1], k) is not None for r in runs)]
     lines = ["| strategy | runs | tasks | " + " | ".join(METRICS[k][0] for k in keys) + " |",
              "|---|---|---|" + "---|" * len(keys)]
@@ -102,11 +161,12 @@ def summary_table(runs: list[dict], metrics: list[str] | None = None) -> str:
         for k in keys:
             vals = [v for r in rs if (v := metric_value(r["tasks"][-1], k)) is not None]
             if not vals: cells.append("–"); continue
-            m, se = mean_se(vals)
+            m, se = mean_se(vals, ddof)
             boot = metric_value(rs[0]["tasks"][-1], k + "_se") if len(rs) == 1 else None
             cells.append(f"{m:.4g}" + (f" ± {se:.2g}" if se is not None else f" (± {boot:.2g} bootstrap)" if boot is not None else ""))
         lines.append(f"| {strategy} | {len(rs)} | {len(rs[0]['tasks'])} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    notes = evaluation_notes(runs, last_only=True)
+    return "\n".join(lines + ([""] + [f"**Not comparable:** {n}." for n in notes] if notes else []))
 
 # %% ../nbs/12_report.ipynb #96ca337e
 def _finish(fig, path):
@@ -118,8 +178,8 @@ def _finish(fig, path):
 def _label(strategy: str, rs: list[dict]) -> str:
     return f"{strategy} ({len(rs)} seeds)" if len(rs) > 1 else f"{strategy} ({Path(rs[0]['dir']).name})"
 
-def plot_metrics_by_task(runs: list[dict], path=None) -> Path | None:
-    "One panel per measured metric against the task index: a line per strategy, mean over its runs with a ± s.e. band."
+def plot_metrics_by_task(runs: list[dict], path=None, ddof: int = 1) -> Path | None:
+    "One panel per measured metric against the task index: a line per strategy, mean over its runs with a ± s.e. band (`ddof` as in `mean_se`)."
     import matplotlib.pyplot as plt
     keys = [k for k in METRICS if any(metric_value(t, k) is not None for r in runs for t in r["tasks"])]
     if not keys: return None
@@ -131,7 +191,7 @@ def plot_metrics_by_task(runs: list[dict], path=None) -> Path | None:
                 for t in r["tasks"]:
                     if (v := metric_value(t, k)) is not None: per_task[t["task"]].append(v)
             if not per_task: continue
-            xs = sorted(per_task); stats = [mean_se(per_task[x]) for x in xs]
+            xs = sorted(per_task); stats = [mean_se(per_task[x], ddof) for x in xs]
             m = [s[0] for s in stats]; se = [s[1] or 0.0 for s in stats]
             line, = ax.plot(xs, m, marker="o", label=_label(strategy, rs))
             if len(rs) > 1: ax.fill_between(xs, [a - b for a, b in zip(m, se)], [a + b for a, b in zip(m, se)], color=line.get_color(), alpha=0.2)
@@ -139,8 +199,8 @@ def plot_metrics_by_task(runs: list[dict], path=None) -> Path | None:
     axes[0][0].legend(fontsize=7)
     return _finish(fig, path)
 
-def plot_histograms(runs: list[dict], path=None) -> Path | None:
-    "Predicted-class histogram of each strategy's samples after its last task (mean over its runs, ± s.e. bars)."
+def plot_histograms(runs: list[dict], path=None, ddof: int = 1) -> Path | None:
+    "Predicted-class histogram of each strategy's samples after its last task (mean over its runs, ± s.e. bars; `ddof` as in `mean_se`)."
     import matplotlib.pyplot as plt
     groups = {s: hs for s, rs in by_strategy(runs).items()
               if (hs := [(r, h) for r in rs if (h := metric_value(r["tasks"][-1], "generation.histogram")) is not None])}
@@ -148,7 +208,7 @@ def plot_histograms(runs: list[dict], path=None) -> Path | None:
     fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 2.6), squeeze=False, sharey=True)
     for ax, (strategy, hs) in zip(axes[0], groups.items()):
         seen = set(hs[0][0]["tasks"][-1]["seen_classes"])
-        stats = [mean_se([h[c] for _, h in hs]) for c in range(10)]
+        stats = [mean_se([h[c] for _, h in hs], ddof) for c in range(10)]
         ax.bar(range(10), [s[0] for s in stats], yerr=[s[1] or 0.0 for s in stats] if len(hs) > 1 else None,
                color=["C0" if c in seen else "C3" for c in range(10)])
         ax.axhline(1 / len(seen), color="k", lw=0.8, ls="--")
@@ -183,20 +243,31 @@ def plot_denoising_buckets(runs: list[dict], path=None) -> Path:
     ax.set_title("denoising on real test images of seen tasks", fontsize=9)
     return _finish(fig, path)
 
-def write_report(run_dirs, out) -> Path:
-    "Write report.md and its figures for the given run folders into `out`."
-    runs = load_runs(run_dirs)
+def write_report(run_dirs, out, ddof: int = 1) -> Path:
+    "Write report.md and its figures for the given run folders into `out` (a folder named twice counts once; `ddof` as in `mean_se`)."
+    runs, twice = load_runs(run_dirs), duplicate_runs(run_dirs)
     out = Path(out)
     if out.exists() and not out.is_dir(): raise CldiffError(f"--out {out} is a file; give a folder for the report")
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise CldiffError(f"cannot create {out}: {e.strerror or e}; choose another --out folder") from None
-    parts = ["# cldiff report", "", f"Runs: {', '.join(Path(r['dir']).name for r in runs)}", "",
-             "After each run's last task (mean ± standard error over runs of the same strategy):", "", summary_table(runs), ""]
-    for title, fn, name in [("Metrics by task", plot_metrics_by_task, "metrics_by_task.png"),
+    se = ("the sample standard deviation (ddof 1) over √n" if ddof == 1 else
+          "NumPy's np.std (ddof 0, as the authors' tables) over √n")
+    settings = sorted({f"{_GROUPS[g]}: {s}" for r in runs for t in r["tasks"] for g, s in evaluation_settings(t).items()})
+    parts = ["# cldiff report", "", f"Runs: {', '.join(Path(r['dir']).name for r in runs)}", ""]
+    if twice: parts += [f"Named more than once and counted once: {', '.join(twice)}.", ""]
+    parts += [f"After each run's last task (mean ± standard error over runs of the same strategy; the standard error is {se}):",
+              "", summary_table(runs, ddof=ddof), ""]
+    if settings: parts += ["Evaluation settings: " + "; ".join(settings) + ".", ""]
+    # the table's note covers the last tasks; the figures read every task
+    if (notes := evaluation_notes(runs)) != evaluation_notes(runs, last_only=True):
+        parts += [f"**Not comparable in the figures:** {n}." for n in notes] + [""]
+    for title, fn, name in [("Metrics by task", lambda r, p: plot_metrics_by_task(r, p, ddof), "metrics_by_task.png"),
                             ("Denoising diagnostic", plot_denoising_buckets, "denoising_by_t.png"),
-                            ("Predicted classes of generated samples", plot_histograms, "class_histograms.png"),
+                            ("Predicted classes of generated samples", lambda r, p: plot_histograms(r, p, ddof), "class_histograms.png"),
                             ("Samples after the last task", plot_last_grids, "last_samples.png")]:
-        if fn(runs, out / name) is not None: parts += [f"## {title}", "", f"![{title}]({name})", ""]
+        try: made = fn(runs, out / name)
+        except OSError as e: raise _disk_error(out / name, e) from None   # a full disk while saving a figure
+        if made is not None: parts += [f"## {title}", "", f"![{title}]({name})", ""]
     write_text_atomic(out / "report.md", "\n".join(parts))
     return out / "report.md"
 

@@ -5,6 +5,7 @@
 # %% ../nbs/08_runner.ipynb #5ec354ce
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -24,7 +25,7 @@ from .train import denoising_mse, fit, make_optimizer, noise_images
 from .sample import ddim_sample
 from .store import (finished_tasks, heal_run, is_run_dir, load_checkpoint, load_metrics, read_config,
                           run_lock, save_task, task_state, task_entry, update_task_entry, write_config, write_metrics)
-from .registry import STRATEGIES, make_strategy, resolve_options, strategy_class
+from .registry import STRATEGIES, all_options, make_strategy, resolve_options, strategy_class
 from .replay import Strategy, frozen_copy
 from . import replay, distillation
 
@@ -32,8 +33,9 @@ BUILTIN_STRATEGY_MODULES = (replay, distillation)   # importing them registers t
 
 # %% auto #0
 __all__ = ['BUILTIN_STRATEGY_MODULES', 'RUN_PRESETS', 'Evaluator', 'EvalConfig', 'RunConfig', 'run_config', 'RunConfigMismatch',
-           'task_seed', 'load_stream', 'train_task', 'TaskContext', 'evaluate_task', 'check_run_dir', 'with_evaluators',
-           'run']
+           'task_seed', 'load_stream', 'train_task', 'Processes', 'run_processes', 'shard_seed', 'shard_options',
+           'TaskContext', 'evaluate_task', 'folder_config', 'check_run_dir', 'resume_config', 'check_memory',
+           'with_evaluators', 'needs_evaluation', 'run']
 
 # %% ../nbs/08_runner.ipynb #83b98077
 def _at_least(problems: list, obj, names, low: int, note: str = "") -> None:
@@ -69,11 +71,27 @@ class EvalConfig:
         if self.solver_soft_target not in ("teacher", "authors"):
             problems.append(f"solver_soft_target must be 'teacher' or 'authors', got {self.solver_soft_target!r}")
         if self.solver_pool is not None: _at_least(problems, self, ("solver_pool",), 1, " (leave it out for fresh replay)")
+        for name in ("inception_fid", "inception_antialias"):
+            if not isinstance(getattr(self, name), bool): problems.append(f"{name} must be True or False, got {getattr(self, name)!r}")
         if problems: raise ConfigError("invalid evaluation settings: " + "; ".join(problems))
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
 
 _EVAL_FIELDS = {f.name for f in dataclasses.fields(EvalConfig)}
+
+def _eval_config(d) -> EvalConfig:
+    "An `EvalConfig` from a dict of its fields; an unknown name is a `ConfigError`, never silently dropped."
+    if isinstance(d, EvalConfig): return d
+    if not isinstance(d, dict): raise ConfigError(f"evaluation must be a dict of evaluation settings, got {d!r}")
+    unknown = sorted(set(d) - _EVAL_FIELDS)
+    if unknown: raise ConfigError(f"unknown evaluation setting(s) {', '.join(map(repr, unknown))}; the settings are {', '.join(sorted(_EVAL_FIELDS))}")
+    return EvalConfig(**d)
+
+def _number(problems: list, name: str, v) -> float | None:
+    "`v` if it is a finite number (not a bool or a string), else None with the problem noted."
+    if isinstance(v, bool) or not isinstance(v, (int, float)): problems.append(f"{name} must be a number, got {v!r}"); return None
+    try: return check_finite(name, v)
+    except ConfigError as e: problems.append(str(e)); return None
 
 @dataclass
 class RunConfig:
@@ -89,49 +107,68 @@ class RunConfig:
     batch_size: int = 64
     lr: float = 2e-4
     max_grad_norm: float = 1.0        # 0 turns gradient clipping off
+    ema_decay: float = 0.0            # > 0: the task ends with an EMA of the student's weights (diffusers' EMAModel); 0: off, as the paper
     strategy_options: dict = field(default_factory=dict)   # the strategy's declared options; defaults filled in
     evaluation: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
-        if isinstance(self.evaluation, dict): self.evaluation = EvalConfig(**self.evaluation)
+        self.evaluation = _eval_config(self.evaluation)
         problems = []
+        for name in ("strategy", "unet", "preset"):
+            if not isinstance(getattr(self, name), str): problems.append(f"{name} must be a name (a string), got {getattr(self, name)!r}")
+        if problems: raise ConfigError("invalid run configuration: " + "; ".join(problems))
         if self.strategy not in STRATEGIES:
             problems.append(f"strategy {self.strategy!r} is unknown (choose one of {', '.join(sorted(STRATEGIES))})")
         if self.unet not in UNET_PRESETS:
             problems.append(f"unet {self.unet!r} is unknown (choose one of {', '.join(sorted(UNET_PRESETS))})")
+        if not isinstance(self.fixed_class_order, bool):
+            problems.append(f"fixed_class_order must be True or False, got {self.fixed_class_order!r}")
         _at_least(problems, self, ("iters_per_task", "batch_size"), 1)
         _at_least(problems, self, ("image_size",), 8)
         if not problems and self.unet in UNET_PRESETS:
             halvings = 2 ** (len(UNET_PRESETS[self.unet]["block_out_channels"]) - 1)
             if self.image_size % halvings:
                 problems.append(f"image_size must be a multiple of {halvings} for the {self.unet!r} UNet, got {self.image_size}")
-        if self.n_tasks not in (1, 2, 5, 10): problems.append(f"n_tasks must split the 10 classes evenly: 1, 2, 5 or 10, got {self.n_tasks}")
+        if isinstance(self.n_tasks, bool) or not isinstance(self.n_tasks, int): problems.append(f"n_tasks must be a whole number, got {self.n_tasks!r}")
+        elif self.n_tasks not in (1, 2, 5, 10): problems.append(f"n_tasks must split the 10 classes evenly: 1, 2, 5 or 10, got {self.n_tasks} (--tasks)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 32:
             problems.append(f"seed must be a whole number from 0 to {2 ** 32 - 1}, got {self.seed}")
         for name, low in (("lr", None), ("max_grad_norm", 0.0)):
-            try: v = check_finite(name, getattr(self, name))
-            except ConfigError as e: problems.append(str(e)); continue
+            v = _number(problems, name, getattr(self, name))
+            if v is None: continue
             if low is None and v <= 0: problems.append(f"{name} must be positive, got {v}")
             if low is not None and v < low: problems.append(f"{name} must be >= {low}, got {v}")
+        v = _number(problems, "ema_decay", self.ema_decay)
+        if v is not None and not 0 <= v < 1: problems.append(f"ema_decay must be from 0 (off) up to, not including, 1, got {v}")
         if problems: raise ConfigError("invalid run configuration: " + "; ".join(problems))
         self.strategy_options = resolve_options(self.strategy, self.strategy_options)
 
     def learning_dict(self) -> dict:
-        "The part that decides what the run learns: compared when a run is resumed."
-        d = dataclasses.asdict(self); d.pop("evaluation"); return d
+        "The part that decides what the run learns, compared when a run is resumed: every field but the evaluation and the preset's name."
+        d = dataclasses.asdict(self); d.pop("evaluation"); d.pop("preset"); return d
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         "A config from `to_dict()`, or from the flat config.json of cldiff 0.1 (options and evaluation settings at top level)."
+        if not isinstance(d, dict): raise ConfigError(f"a run configuration must be a dict, got {type(d).__name__}")
         d = dict(d)
-        evaluation = {**{k: d.pop(k) for k in list(d) if k in _EVAL_FIELDS}, **d.pop("evaluation", {})}
+        nested = d.pop("evaluation", {})
+        if not isinstance(nested, dict): raise ConfigError(f"evaluation must be a dict of evaluation settings, got {nested!r}")
+        evaluation = {**{k: d.pop(k) for k in list(d) if k in _EVAL_FIELDS}, **nested}
         known = {f.name for f in dataclasses.fields(cls)}
         legacy = {k: d.pop(k) for k in list(d) if k not in known}   # cldiff 0.1: replay_lambda, teacher_steps, ... at top level
-        declared = strategy_class(d.get("strategy", cls.strategy)).options
-        options = {**{k: v for k, v in legacy.items() if k in declared}, **d.pop("strategy_options", {})}
-        return cls(**d, strategy_options=options, evaluation=EvalConfig(**evaluation))
+        # cldiff 0.1 wrote every strategy's options flat; a name that is no setting and no option is a mistake
+        unknown = sorted(k for k in legacy if k not in all_options())
+        if unknown: raise ConfigError(f"unknown configuration key(s) {', '.join(map(repr, unknown))}: not a run setting, an evaluation "
+                                      "setting or a strategy option")
+        strategy = d.get("strategy", cls.strategy)
+        declared = strategy_class(strategy).options if isinstance(strategy, str) else {}
+        options = d.pop("strategy_options", {})
+        if not isinstance(options, dict): raise ConfigError(f"strategy_options must be a dict, got {options!r}")
+        options = {**{k: v for k, v in legacy.items() if k in declared}, **options}
+        return cls(**d, strategy_options=options, evaluation=_eval_config(evaluation))
 
 RUN_PRESETS: dict[str, dict] = {
     "paper": dict(unet="paper", image_size=32, iters_per_task=9375, batch_size=128,
@@ -185,20 +222,31 @@ def load_stream(config: RunConfig, data_root=None, download: bool | None = None)
 def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strategy, stream: TaskStream, k: int,
                schedule: NoiseSchedule, config: RunConfig, progress: bool = True,
                on_step: Callable[[int, int, dict], None] | None = None, precision: str = "fp32",
-               compile: bool = False) -> dict:
+               compile: bool = False, processes: Processes | None = None) -> dict:
     """Train `model` on task `k` with `strategy` (on the model's device); returns timing and loss statistics.
 
     `precision` 'bf16' runs the networks under bf16 autocast ('auto': where the hardware has it); `compile` runs the
     student's training step through `torch.compile` (with CUDA graphs on a GPU), and the teacher's forward passes (replay
-    samples, distillation targets) through it without CUDA graphs. Both change speed, not the method."""
+    samples, distillation targets) through it without CUDA graphs. Both change speed, not the method.
+
+    With `config.ema_decay` > 0 an exponential moving average of the weights (diffusers' `EMAModel`, its default
+    warm-up: the decay at optimiser step n is 0 at n = 1, then min(ema_decay, n / (n + 9))) is updated after every
+    optimiser step, and copied into `model` when the task ends: the average is what is saved, evaluated, and the next
+    task's teacher and starting point.
+
+    With several `processes` (a `Processes`) each trains on its share of the batch (`config.batch_size` and an explicit
+    replay size are the global batch; the strategy is made with `shard_options`), drawn from its own generator
+    (`shard_seed`), and the student's gradients are averaged across them; the teacher is not wrapped."""
     device = module_device(model)
     precision = resolve_precision(precision, device)
-    g = torch.Generator().manual_seed(task_seed(config.seed, k))
+    processes = processes or Processes()
+    g = torch.Generator().manual_seed(shard_seed(config.seed, k, processes.index))
     images, _ = strategy.training_data(stream, k)
-    batches = random_batches(len(images), config.batch_size, g)
+    batches = random_batches(len(images), config.batch_size // processes.count, g)
     cuda = device.type == "cuda"
     # the student the loss sees: the model itself, or a compiled view of it sharing its parameters
-    student = torch.compile(model, mode="reduce-overhead" if cuda else "default", dynamic=False) if compile else model
+    net = processes.wrap(model)
+    student = torch.compile(net, mode="reduce-overhead" if cuda else "default", dynamic=False) if compile else net
     # the frozen teacher's passes fused by the compiler too; without CUDA graphs, whose replays reuse output memory
     # that the sampler's eager steps read between calls
     teacher_net = torch.compile(teacher, dynamic=False) if compile and teacher is not None else teacher
@@ -214,9 +262,17 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
             if cuda: end_ev.record(); replay_events.append((start_ev, end_ev))
             else: replay_seconds += time.perf_counter() - r0
             return strategy.loss(student, current, replay, k)
+    optimizer = make_optimizer(model, config.lr)
+    ema = None
+    if config.ema_decay > 0:
+        from diffusers.training_utils import EMAModel
+        ema = EMAModel(model.parameters(), decay=config.ema_decay)   # its copy of the weights starts from the task's start
+        # after every optimiser step, also on a GPU where `fit` reads the losses back only every few steps
+        optimizer.register_step_post_hook(lambda *_: ema.step(model.parameters()))
     start = time.perf_counter()
-    logs = fit(model, loss_at, strategy.iterations(config.iters_per_task, k), make_optimizer(model, config.lr), config.max_grad_norm, progress,
+    logs = fit(model, loss_at, strategy.iterations(config.iters_per_task, k), optimizer, config.max_grad_norm, progress and processes.main,
                f"task {k + 1}/{len(stream)} [{config.strategy}]", None if on_step is None else lambda i, p: on_step(k, i, p))
+    if ema is not None: ema.copy_to(model.parameters())
     if cuda: torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     if replay_events: replay_seconds = sum(a.elapsed_time(b) for a, b in replay_events) / 1000
@@ -224,8 +280,71 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
     mean = lambda key: sum(p[key] for p in tail) / len(tail) if key in tail[0] else None
     return {"iters": len(logs), "train_seconds": seconds, "seconds_per_iter": seconds / len(logs),
             "replay_seconds_per_iter": replay_seconds / len(logs), "precision": precision, "compiled": bool(compile),
+            "ema_decay": config.ema_decay, "processes": processes.count,
             "loss_end": mean("loss"), "loss_current_end": mean("current"), "loss_replay_end": mean("replay"),
             "loss_curve": [round(sum(p["loss"] for p in logs[j:j + 10]) / len(logs[j:j + 10]), 5) for j in range(0, len(logs), 10)]}
+
+# %% ../nbs/08_runner.ipynb #c4a2b001
+@dataclass
+class Processes:
+    "The processes one run trains on: this one's `index` and their `count` (one, unless started by a launcher such as `accelerate launch`)."
+    index: int = 0
+    count: int = 1
+    accelerator: object = None        # accelerate's `Accelerator` when there are several
+    device: torch.device | None = None
+
+    @property
+    def main(self) -> bool: return self.index == 0
+
+    def wait(self) -> None:
+        "Wait until every process is here (nothing to wait for with one)."
+        if self.count > 1: self.accelerator.wait_for_everyone()
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        "The student as the loss sees it: with several processes, wrapped so that its gradients are averaged across them."
+        if self.count == 1: return model
+        from torch.nn.parallel import DistributedDataParallel
+        dev = module_device(model)
+        # building the wrapper also copies the main process's weights to the others, so every process starts equal
+        return DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+_PROCESSES: Processes | None = None
+
+def run_processes() -> Processes:
+    """This run's processes. Several when a launcher started this one as one of `WORLD_SIZE` > 1 processes
+    (`accelerate launch --multi_gpu --num_processes N`, `torchrun`), through Hugging Face Accelerate (`cldiff[multi]`);
+    else one, and nothing changes. Processes on a machine without a GPU talk through gloo on the CPU."""
+    global _PROCESSES
+    if _PROCESSES is not None: return _PROCESSES
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1: _PROCESSES = Processes(); return _PROCESSES
+    try: from accelerate import Accelerator
+    except ImportError:
+        raise ConfigError(f"this process is one of {os.environ['WORLD_SIZE']} (WORLD_SIZE) but accelerate is not installed: "
+                          "pip install 'cldiff[multi]', or start one process") from None
+    from datetime import timedelta
+    from accelerate.utils import InitProcessGroupKwargs
+    # the others wait while the main process evaluates a task, which can take long: a barrier must not time out first
+    acc = Accelerator(cpu=not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true"),
+                      kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
+    _PROCESSES = Processes(acc.process_index, acc.num_processes, acc, acc.device)
+    return _PROCESSES
+
+def shard_seed(seed: int, k: int, index: int = 0) -> int:
+    "The seed of process `index`'s generator in task `k`: `task_seed` for the first, its own stream of draws for each other."
+    if index == 0: return task_seed(seed, k)
+    import numpy as np
+    return int(np.random.SeedSequence([task_seed(seed, k), index]).generate_state(1, np.uint64)[0] >> 1)
+
+def shard_options(config: RunConfig, count: int) -> dict:
+    "The strategy options of one of `count` processes: an explicit replay batch split between them like the current batch."
+    problems = []
+    if config.batch_size % count: problems.append(f"--batch-size {config.batch_size}")
+    replay = config.strategy_options.get("replay_size")
+    if replay is not None and replay % count: problems.append(f"--replay-size {replay}")
+    if problems: raise ConfigError(f"{' and '.join(problems)} cannot be split evenly between {count} processes; give a multiple of {count} "
+                                   "or another number of processes")
+    return {**config.strategy_options, **({"replay_size": replay // count} if replay is not None else {})}
+
 
 # %% ../nbs/08_runner.ipynb #fea0f772
 @dataclass
@@ -257,27 +376,117 @@ def evaluate_task(model: UNet2DModel, stream: TaskStream, k: int, schedule: Nois
     return {"denoising_mse": diag, "samples_nan": int(samples.isnan().sum())}, samples
 
 # %% ../nbs/08_runner.ipynb #98bcdec0
-def check_run_dir(run_dir, config: RunConfig) -> None:
-    "Refuse a run folder made with a config that learns differently (evaluation settings may differ)."
-    saved = read_config(run_dir)
-    if saved is None: return
-    try: saved = RunConfig.from_dict(saved).learning_dict()
+def _flat_learning(config: RunConfig) -> dict:
+    "What a run learns, with the strategy's options beside the other fields (so a difference names the option)."
+    d = config.learning_dict()
+    return {**d.pop("strategy_options"), **d}
+
+def _differences(saved: RunConfig, new: RunConfig, where=("in the folder", "now")) -> str:
+    a, b = _flat_learning(saved), _flat_learning(new)
+    label = lambda k: f"{k} ({all_options()[k].cli_flag(k)})" if k in all_options() else k
+    return ", ".join(f"{label(k)}: {a.get(k)!r} {where[0]} vs {b.get(k)!r} {where[1]}"
+                     for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+
+def _read_config(where: str, d) -> RunConfig:
+    try: return RunConfig.from_dict(d)
     except (CldiffError, TypeError) as e:
-        raise RunConfigMismatch(f"{run_dir}/config.json cannot be read as a run configuration ({e}); choose a new --out folder") from None
-    new = config.learning_dict()
-    diff = {k: (saved.get(k), new.get(k)) for k in sorted(set(saved) | set(new)) if saved.get(k) != new.get(k)}
+        raise RunConfigMismatch(f"{where} cannot be read as a run configuration ({e}); choose a new --out folder") from None
+
+def folder_config(run_dir) -> RunConfig | None:
+    """The configuration of the run in `run_dir`: its config.json, or, when that is lost, the one its finished tasks
+    recorded; None for a folder that holds no run. A folder whose tasks disagree with config.json or with each
+    other on what they learn is refused (`RunConfigMismatch`), so it is never resumed with mixed settings."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir(): return None
+    found = []
+    saved = read_config(run_dir)
+    if saved is not None: found.append(("config.json", _read_config(f"{run_dir}/config.json", saved)))
+    for k in range(finished_tasks(run_dir)):
+        state, where = task_state(run_dir, k), f"task_{k}/state.json"
+        if not isinstance(state, dict) or "config" not in state:
+            raise CldiffError(f"{run_dir}/{where} is damaged (it records no configuration); move task_{k} and the task "
+                              "folders after it out of the run, then rerun to train them again")
+        found.append((where, _read_config(f"{run_dir}/{where}", state["config"])))
+    if not found: return None
+    (first_where, first), rest = found[0], found[1:]
+    for where, c in rest:
+        diff = _differences(first, c, (f"in {first_where}", f"in {where}"))
+        if diff:
+            raise RunConfigMismatch(f"{run_dir} mixes configurations: {where} differs from {first_where} ({diff}). Nothing was "
+                                    "changed; move the tasks that differ to another folder, or choose a new --out folder")
+    return first if saved is not None else found[-1][1]   # without config.json the last task's evaluation settings
+
+def check_run_dir(run_dir, config: RunConfig) -> None:
+    "Refuse a run folder made with a config that learns differently (evaluation settings and the preset's name may differ)."
+    saved = folder_config(run_dir)
+    if saved is None: return
+    diff = _differences(saved, config)
     if diff:
-        lines = ", ".join(f"{k}: {a!r} in the folder vs {b!r} now" for k, (a, b) in diff.items())
-        raise RunConfigMismatch(f"{run_dir} holds a run with a different configuration ({lines}). "
-                                f"Nothing was changed. Rerun with the folder's options to resume it, or choose a new --out folder.")
+        raise RunConfigMismatch(f"{run_dir} holds a run with a different configuration ({diff}). Nothing was changed. "
+                                f"`cldiff run --out {run_dir}` alone resumes it with its own settings; or choose a new --out folder.")
+
+def resume_config(out, preset: str | None = None, strategy: str | None = None, **overrides) -> RunConfig:
+    """The configuration to run `out` with. A folder that holds a run gives its own (`folder_config`) with the
+    `overrides` applied: a `preset`, `strategy` or learning setting given must agree with the folder (else
+    `RunConfigMismatch`), evaluation settings may change. Any other folder: `run_config(preset or "micro", strategy or
+    "gd", **overrides)`. None values count as not given."""
+    saved = folder_config(out)
+    if saved is None: return run_config(preset or "micro", strategy or "gd", **overrides)
+    if strategy is not None and strategy != saved.strategy:
+        raise RunConfigMismatch(f"{out} holds a run with a different configuration (strategy: {saved.strategy!r} in the folder vs "
+                                f"{strategy!r} now). Nothing was changed. `cldiff run --out {out}` alone resumes it; or choose a new --out folder.")
+    if preset is not None:   # the preset's fields, compared with the folder's below
+        config = run_config(preset, saved.strategy, **overrides)
+    else:
+        values = saved.to_dict()
+        learning = {f.name for f in dataclasses.fields(RunConfig)} - {"strategy_options", "evaluation"}
+        for k, v in overrides.items():
+            if v is None: continue
+            if k in learning: values[k] = v
+            elif k in _EVAL_FIELDS: values["evaluation"][k] = v
+            else: values["strategy_options"][k] = v   # resolve_options refuses an option the strategy lacks
+        config = RunConfig(**values)
+    check_run_dir(out, config)
+    return dataclasses.replace(config, preset=saved.preset)   # the folder keeps the name it was made with
 
 def _check_out(out: Path) -> None:
+    if out.is_symlink() and not out.exists():
+        raise CldiffError(f"--out {out} is a symbolic link to {os.readlink(out)}, which does not exist; create its target or give another folder")
     if out.exists() and not out.is_dir(): raise CldiffError(f"--out {out} is a file; give a folder for the run")
     if out.is_dir() and not is_run_dir(out) and any(not p.name.startswith(".") for p in out.iterdir()):
         raise RunConfigMismatch(f"{out} is not empty and is not a cldiff run folder; choose a new --out folder")
     parent = next(p for p in [out, *out.parents] if p.exists())
+    if not parent.is_dir(): raise CldiffError(f"--out {out}: {parent} is a file, not a folder; give another --out folder")
     if not os.access(parent, os.W_OK):
         raise CldiffError(f"cannot write to {parent} (read-only or no permission); choose another --out folder")
+
+def _available_bytes(device: torch.device) -> int | None:
+    "Free memory on `device` (None where it cannot be told)."
+    if device.type == "cuda": return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"): return int(line.split()[1]) * 1024
+        except OSError: pass
+        try: return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError): return None
+    return None
+
+def check_memory(n_images: int, image_bytes: int, device, what: str, fix: str) -> None:
+    "Refuse at once (a `ConfigError`) when `n_images` of `image_bytes` each cannot fit in the free memory of `device`."
+    device, need = torch.device(device), n_images * image_bytes
+    free = _available_bytes(device)
+    if free is not None and need > free:
+        raise ConfigError(f"{what} needs at least {need / 2 ** 30:.1f} GiB but {device} has {free / 2 ** 30:.1f} GiB free; {fix}")
+
+def _check_training_memory(config: RunConfig, device) -> None:
+    # a lower bound of one iteration: the current and replay images, and the first layer's activations the backward pass keeps
+    replay = config.strategy_options.get("replay_size") or config.batch_size
+    pixels = config.image_size ** 2
+    per_image = 4 * pixels * (UNET_PRESETS[config.unet].get("in_channels", 1) + UNET_PRESETS[config.unet]["block_out_channels"][0])
+    check_memory(config.batch_size + replay, per_image, device, f"a batch of {config.batch_size} + {replay} replay images",
+                 "give a smaller --replay-size or --batch-size")
 
 def with_evaluators(evaluators: dict, ctx: TaskContext, entry: dict) -> dict:
     "A task's metrics entry with every evaluator's result added, and the seconds each took under `eval_seconds`."
@@ -291,46 +500,83 @@ def with_evaluators(evaluators: dict, ctx: TaskContext, entry: dict) -> dict:
 def _evaluate(evaluators: dict, ctx: TaskContext, entry: dict) -> dict:
     return with_evaluators(evaluators, ctx, dict(entry, evaluation=ctx.config.evaluation.to_dict()))
 
-def run(config: RunConfig, out, data_root=None, device=None, download: bool | None = None, progress: bool = True,
+# the settings of the built-in grid and denoising diagnostic, which are not redone for finished tasks
+_DIAGNOSTIC_FIELDS = {"grid_samples", "diagnostic_images", "diagnostic_buckets"}
+
+def needs_evaluation(entry: dict, evaluators: dict, evaluation: EvalConfig) -> bool:
+    "Does a finished task's entry lack a result of `evaluators`, or hold results made with other evaluation settings?"
+    if not evaluators: return False
+    if any(name not in entry for name in evaluators): return True
+    recorded = entry.get("evaluation")
+    if recorded is None: return False     # results from before entries recorded their settings: kept
+    now = evaluation.to_dict()
+    return any(recorded.get(k, now[k]) != now[k] for k in now if k not in _DIAGNOSTIC_FIELDS)
+
+def run(config: RunConfig | None, out, data_root=None, device=None, download: bool | None = None, progress: bool = True,
         evaluators: dict[str, Evaluator] | None = None, stream: TaskStream | None = None,
         on_step: Callable[[int, int, dict], None] | None = None, precision: str = "auto", compile: bool = False) -> dict:
     """Train on the task stream with one strategy, saving and evaluating after every task; resumes `out`.
 
+    `config` None resumes the run in `out` with its own configuration (`folder_config`). Finished tasks whose
+    recorded evaluation lacks one of `evaluators` or used other evaluation settings are evaluated again first.
     `precision` and `compile` are speed settings of the training (see `train_task`); like the device they may
-    differ between resumes, and each task records what it used. Evaluation always runs in float32."""
+    differ between resumes, and each task records what it used. Evaluation always runs in float32.
+
+    Started as several processes (`run_processes`, e.g. `accelerate launch --multi_gpu --num_processes N -m cldiff.cli
+    run ...`), the processes share each batch (`train_task`); only the main one takes the lock, writes the folder and
+    evaluates, while the others wait for it. Each task records the number of processes; a folder resumes with any number."""
     out, evaluators = Path(out), dict(evaluators or {})
     # everything is checked before anything is written
     _check_out(out)
+    if config is None:
+        config = folder_config(out)
+        if config is None: raise ConfigError(f"{out} holds no run to resume; pass a RunConfig, e.g. run_config('tiny', 'gd')")
     check_run_dir(out, config)
+    processes = run_processes()
+    if processes.count > 1:
+        if compile: raise ConfigError("--compile is not supported with several processes yet; leave it out")
+        if device is not None and torch.device(device).type != processes.device.type:
+            raise ConfigError(f"--device {device}: the launcher gave this process {processes.device}; leave --device out")
+        device = processes.device
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
+    _check_training_memory(config, device)
     stream = stream if stream is not None else load_stream(config, data_root, download)
     if len(stream) != config.n_tasks:
         raise ConfigError(f"the stream has {len(stream)} tasks but the config asks for {config.n_tasks}")
     smallest = min(len(task.train_images) for task in stream)
     if config.batch_size > smallest:
         raise ConfigError(f"batch_size {config.batch_size} is larger than the smallest task ({smallest} images); use a smaller batch")
-    strategy = make_strategy(config.strategy, seed=config.seed, **config.strategy_options)
-    with run_lock(out, f"cldiff run --strategy {config.strategy}"):
-        heal_run(out)
-        check_run_dir(out, config)          # again, now that no one else can change the folder
-        write_config(out, config.to_dict())
-        done = finished_tasks(out)
+    strategy = make_strategy(config.strategy, seed=config.seed, **shard_options(config, processes.count))
+    # one process holds the lock and writes the folder; the others only read it, after it has been healed
+    with run_lock(out, f"cldiff run --strategy {config.strategy}") if processes.main else contextlib.nullcontext():
+        if processes.main:
+            heal_run(out)
+            saved = folder_config(out)          # again, now that no one else can change the folder
+            check_run_dir(out, config)
+            if saved is not None: config = dataclasses.replace(config, preset=saved.preset)   # a preset's name is only a label
+            write_config(out, config.to_dict())
+        processes.wait()
+        done = finished_tasks(out)            # the store refuses a gap: training a missing task again would overwrite later ones
         if done == 0: model, schedule = make_unet(config.unet, seed=config.seed, sample_size=config.image_size), paper_schedule()
-        else: model, schedule = load_checkpoint(out, done - 1)   # verified; trained on with the schedule it was saved with
+        else: model, schedule = load_checkpoint(out, done - 1, device)   # verified; trained on with the schedule it was saved with
         model.to(device)
         for j in range(done): strategy.end_task(stream, j)      # rebuild what strategies remember (ER's buffer)
-        # a run that died while evaluating its last task is evaluated before it goes on
-        last_entry = task_entry(task_state(out, done - 1)) if done else {}
-        if done and any(n not in last_entry for n in evaluators):
-            ctx = TaskContext(model, schedule, stream, done - 1, out, config)
-            update_task_entry(out, done - 1, _evaluate(evaluators, ctx, last_entry))
+        # finished tasks evaluated again where the evaluation asked for now is missing or was made with other settings
+        # (also a run that died while evaluating its last task), in task order as the classifier needs
+        for j in range(done if processes.main else 0):
+            entry = task_entry(task_state(out, j))
+            if not needs_evaluation(entry, evaluators, config.evaluation): continue
+            m, s = (model, schedule) if j == done - 1 else load_checkpoint(out, j, device)
+            update_task_entry(out, j, _evaluate(evaluators, TaskContext(m, s, stream, j, out, config), entry))
             write_metrics(out)
         for k in range(done, config.n_tasks):
             teacher = frozen_copy(model) if strategy.uses_teacher and k > 0 else None
-            stats = train_task(model, teacher, strategy, stream, k, schedule, config, progress, on_step, precision, compile)
+            stats = train_task(model, teacher, strategy, stream, k, schedule, config, progress, on_step, precision, compile,
+                               processes)
             del teacher
             strategy.end_task(stream, k)
+            if not processes.main: processes.wait(); continue     # the main process saves and evaluates the task
             start = time.perf_counter()
             evaluation, samples = evaluate_task(model, stream, k, schedule, config.evaluation, seed=config.seed)
             entry = {"task": k, "classes": list(stream[k].classes), "seen_classes": stream.seen_classes(k), **stats, **evaluation,
@@ -342,4 +588,7 @@ def run(config: RunConfig, out, data_root=None, device=None, download: bool | No
             if evaluators:
                 update_task_entry(out, k, _evaluate(evaluators, TaskContext(model, schedule, stream, k, out, config), entry))
             write_metrics(out)
+            processes.wait()
+        processes.wait()
         return load_metrics(out)
+

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -17,10 +19,10 @@ from diffusers import UNet2DModel
 
 from .data import TaskStream, random_batches
 from .schedules import NoiseSchedule, paper_schedule
-from .utils import CldiffError, module_device, progress_bar, resolve_device, save_torch_atomic
+from .utils import module_device, progress_bar, resolve_device
 from .sample import ddim_sample
 from .metrics import predict_classes
-from .store import load_checkpoint
+from .store import load_checkpoint, load_solver_state, save_solver_state, task_dir, task_state, weights_sha256
 
 # %% auto #0
 __all__ = ['SOFT_TARGETS', 'SOLVER_BASELINES', 'Solver', 'soft_target_loss', 'solver_loss', 'diffusion_replay',
@@ -159,29 +161,47 @@ class SolverEvaluator:
         "'replay', or for fine-tuning and joint runs with real baselines 'finetune' / 'joint' (real data only)."
         return SOLVER_BASELINES.get(strategy, "replay") if self.baselines == "real" else "replay"
 
+    def settings_dict(self) -> dict:
+        "The evaluation settings (`EvalConfig` fields) this evaluator trains with."
+        return {"solver_epochs": self.epochs, "solver_pool": self.replay_pool, "sample_steps": self.replay_steps,
+                "solver_baselines": self.baselines, "solver_soft_target": self.kwargs.get("soft_target", "teacher")}
+
+    def _key(self, ctx, mode: str, j: int, previous: str | None) -> str:
+        # everything the classifier after task j depends on; the chain of keys carries the earlier tasks'
+        task = ctx.stream[j]
+        made = {"mode": mode, "epochs": self.epochs, "replay_steps": self.replay_steps, "replay_pool": self.replay_pool,
+                "seed": self.seed, "options": self.kwargs, "task": j, "classes": list(task.classes),
+                "images": len(task.train_images), "seen_images": sum(len(t.train_images) for t in ctx.stream.tasks[: j + 1]),
+                "previous": previous}
+        if mode == "replay" and j > 0:
+            state = task_state(ctx.run_dir, j - 1)
+            made["generator"] = state.get("weights_sha256") or weights_sha256(task_dir(ctx.run_dir, j - 1) / "model")
+        return hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _train(self, ctx, mode: str, j: int, solver: Solver, acc: list) -> list:
+        previous = replay = None
+        if j > 0 and mode == "replay":
+            previous = copy.deepcopy(solver).eval().requires_grad_(False)
+            generator, schedule = load_checkpoint(ctx.run_dir, j - 1, ctx.device)
+            replay = diffusion_replay(generator, schedule, steps=self.replay_steps, pool=self.replay_pool, seed=self.seed + j)
+        x, y = ctx.stream.seen_train(j) if mode == "joint" else (ctx.stream[j].train_images, ctx.stream[j].train_labels)
+        train_solver_task(solver, x, y, j, replay, previous, epochs=self.epochs, seed=self.seed * 100 + j, device=ctx.device, **self.kwargs)
+        return acc + [task_accuracies(solver, ctx.stream, j)]
+
     def __call__(self, ctx) -> dict:
-        k, run_dir, stream, device = ctx.k, Path(ctx.run_dir), ctx.stream, ctx.device
-        mode = self.mode(ctx.config.strategy)
-        folder = run_dir / "solver"
-        acc, previous, replay = [], None, None
+        k, run_dir, mode = ctx.k, Path(ctx.run_dir), self.mode(ctx.config.strategy)
+        keys = []
+        for j in range(k + 1): keys.append(self._key(ctx, mode, j, keys[-1] if keys else None))
         with torch.random.fork_rng(devices=[]): torch.manual_seed(self.seed); solver = Solver()
-        if k > 0:
-            path = folder / f"task_{k - 1}.pt"
-            try:
-                saved = torch.load(path, map_location="cpu", weights_only=True)
-                solver.load_state_dict(saved["state_dict"]); acc = saved["task_accuracies"]
-            except (OSError, RuntimeError, EOFError, KeyError) as e:
-                raise CldiffError(f"the classifier's state after task {k - 1} ({path}) is missing, damaged or from another "
-                                  f"version ({type(e).__name__}); rebuild it with `cldiff evaluate {run_dir} --solver-epochs {self.epochs}`") from None
-            if mode == "replay":
-                previous = copy.deepcopy(solver).eval().requires_grad_(False)
-                generator, schedule = load_checkpoint(run_dir, k - 1, device)
-                replay = diffusion_replay(generator, schedule, steps=self.replay_steps, pool=self.replay_pool, seed=self.seed + k)
-        x, y = stream.seen_train(k) if mode == "joint" else (stream[k].train_images, stream[k].train_labels)
-        train_solver_task(solver, x, y, k, replay, previous, epochs=self.epochs, seed=self.seed * 100 + k, device=device, **self.kwargs)
-        acc = acc + [task_accuracies(solver, stream, k)]
-        folder.mkdir(parents=True, exist_ok=True)
-        save_torch_atomic({"state_dict": {n: p.cpu() for n, p in solver.state_dict().items()}, "task_accuracies": acc},
-                          folder / f"task_{k}.pt")
-        return {"mode": mode, "seen_accuracy": seen_accuracy(solver, stream, k), "task_accuracies": acc[-1],
-                "forgetting": forgetting(acc)}
+        # continue from the newest saved state made exactly this way; train the tasks after it again
+        start, acc = 0, []
+        for j in range(k - 1, -1, -1):
+            if (saved := load_solver_state(run_dir, j, keys[j])) is not None:
+                solver.load_state_dict(saved[0]); acc, start = saved[1]["task_accuracies"], j + 1
+                break
+        for j in range(start, k + 1):
+            acc = self._train(ctx, mode, j, solver, acc)
+            save_solver_state(run_dir, j, solver.state_dict(), {"key": keys[j], "settings": self.settings_dict(),
+                                                                 "mode": mode, "task_accuracies": acc})
+        return {"mode": mode, "seen_accuracy": seen_accuracy(solver, ctx.stream, k), "task_accuracies": acc[-1],
+                "forgetting": forgetting(acc), "settings": self.settings_dict(), "retrained_tasks": list(range(start, k))}

@@ -8,42 +8,61 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from diffusers import UNet2DModel
 
-from .utils import (CldiffError, atomic_path, folder_lock, read_json, remove_temporaries, resolve_device,
-                          write_json_atomic)
+from .utils import (CldiffError, atomic_path, folder_lock, read_json, remove_temporaries,
+                          resolve_device, save_torch, write_json_atomic)
 from .data import save_images
 from .schedules import NoiseSchedule, paper_schedule
 
 # %% auto #0
-__all__ = ['WEIGHTS_FILE', 'CorruptCheckpoint', 'schedule_from_diffusers_config', 'save_model', 'weights_sha256', 'load_model',
-           'task_dir', 'finished_tasks', 'task_state', 'task_entry', 'save_task', 'update_task_entry',
+__all__ = ['WEIGHTS_FILE', 'SCHEDULER_FILE', 'CorruptCheckpoint', 'UnsupportedModel', 'schedule_from_diffusers_config',
+           'save_model', 'file_sha256', 'weights_sha256', 'scheduler_sha256', 'load_model', 'RunDamaged', 'task_dir',
+           'task_dirs', 'finished_tasks', 'task_state', 'task_entry', 'save_task', 'update_task_entry',
            'load_checkpoint', 'read_config', 'write_config', 'is_run_dir', 'load_metrics', 'write_metrics', 'heal_run',
-           'run_lock']
+           'run_lock', 'solver_dir', 'save_solver_state', 'load_solver_state']
 
 # %% ../nbs/05a_store.ipynb #525fed66
 class CorruptCheckpoint(CldiffError):
     "A saved model is missing, truncated, altered or holds non-finite weights."
 
+class UnsupportedModel(CldiffError):
+    "A valid diffusers model folder of a kind cldiff cannot train or sample correctly."
+
 WEIGHTS_FILE = Path("unet") / "diffusion_pytorch_model.safetensors"
+SCHEDULER_FILE = Path("scheduler") / "scheduler_config.json"
+_SCHEDULE_KEYS = ("beta_schedule", "num_train_timesteps", "beta_start", "beta_end")
 
 def schedule_from_diffusers_config(cfg: dict) -> NoiseSchedule:
-    "The `NoiseSchedule` a diffusers scheduler config describes."
+    "The `NoiseSchedule` a diffusers scheduler config describes (epsilon prediction only)."
+    if not isinstance(cfg, dict): raise CldiffError("a scheduler config must be a JSON object")
+    missing = [k for k in _SCHEDULE_KEYS if k not in cfg]
+    if missing: raise CldiffError(f"the scheduler config lacks {', '.join(missing)}: it is incomplete")
     kinds = {"linear": "linear", "squaredcos_cap_v2": "cosine"}
     if cfg.get("beta_schedule") not in kinds:
         raise CldiffError(f"beta_schedule {cfg.get('beta_schedule')!r} is not supported; cldiff knows {sorted(kinds)}")
-    return NoiseSchedule.create(kind=kinds[cfg["beta_schedule"]], num_timesteps=cfg["num_train_timesteps"],
-                                beta_start=cfg["beta_start"], beta_end=cfg["beta_end"],
-                                zero_terminal_snr=bool(cfg.get("rescale_betas_zero_snr", False)))
+    if cfg.get("prediction_type", "epsilon") != "epsilon":
+        raise UnsupportedModel(f"the model predicts {cfg['prediction_type']!r}; cldiff's losses and sampler use "
+                               "epsilon (noise) prediction only")
+    try:
+        return NoiseSchedule.create(kind=kinds[cfg["beta_schedule"]], num_timesteps=int(cfg["num_train_timesteps"]),
+                                    beta_start=float(cfg["beta_start"]), beta_end=float(cfg["beta_end"]),
+                                    zero_terminal_snr=bool(cfg.get("rescale_betas_zero_snr", False)))
+    except (TypeError, ValueError) as e:
+        raise CldiffError(f"the scheduler config holds values cldiff cannot use ({e})") from None
 
 def save_model(model: UNet2DModel, path, schedule: NoiseSchedule | None = None) -> Path:
     "Save `model` and its noise schedule as a diffusers DDIM pipeline folder, atomically."
     from diffusers import DDIMScheduler
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    try: path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise CldiffError(f"cannot create {path.parent}: {e.strerror or e} (read-only or no permission?); "
+                                           "choose another place") from None
     schedule = schedule or paper_schedule()
     with atomic_path(path) as tmp:
         try: model.save_pretrained(tmp / "unet")
@@ -57,14 +76,36 @@ def save_model(model: UNet2DModel, path, schedule: NoiseSchedule | None = None) 
             "scheduler": ["diffusers", "DDIMScheduler"], "unet": ["diffusers", "UNet2DModel"]}, indent=2))
     return path
 
-def weights_sha256(path) -> str:
-    "SHA-256 of a saved model folder's weights file."
+def file_sha256(path) -> str:
+    "SHA-256 of a file."
     h = hashlib.sha256()
-    with open(Path(path) / WEIGHTS_FILE, "rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
     return h.hexdigest()
 
-def load_model(path, device=None, sha256: str | None = None) -> tuple[UNet2DModel, NoiseSchedule]:
+def weights_sha256(path) -> str:
+    "SHA-256 of a saved model folder's weights file."
+    return file_sha256(Path(path) / WEIGHTS_FILE)
+
+def scheduler_sha256(path) -> str:
+    "SHA-256 of a saved model folder's scheduler config."
+    return file_sha256(Path(path) / SCHEDULER_FILE)
+
+def _check_unet_config(path: Path) -> None:
+    cfg_path = path / "unet" / "config.json"
+    if not cfg_path.is_file(): return                     # from_pretrained says what is missing
+    cfg = read_json(cfg_path)
+    if not isinstance(cfg, dict): raise CorruptCheckpoint(f"{cfg_path} is not a model config (not a JSON object)")
+    kind = cfg.get("_class_name", "UNet2DModel")
+    if kind != "UNet2DModel" or cfg.get("num_class_embeds") or cfg.get("class_embed_type"):
+        what = f"a {kind}" if kind != "UNet2DModel" else "a class-conditional UNet2DModel"
+        raise UnsupportedModel(f"{path} holds {what}: a conditional model, which cldiff does not support "
+                               "(its diffusion models are unconditional UNet2DModels)")
+    if cfg.get("in_channels", 3) != cfg.get("out_channels", 3):
+        raise UnsupportedModel(f"the UNet in {path} maps {cfg.get('in_channels', 3)} channels to {cfg.get('out_channels', 3)}; "
+                               "cldiff needs a noise prediction of the input's shape (out_channels == in_channels)")
+
+def load_model(path, device=None, sha256: str | None = None, schedule_sha256: str | None = None) -> tuple[UNet2DModel, NoiseSchedule]:
     "A model folder written by `save_model` (or any diffusers DDIM pipeline folder), verified; returns (model, schedule)."
     path = Path(path)
     device = resolve_device(device)
@@ -73,49 +114,84 @@ def load_model(path, device=None, sha256: str | None = None) -> tuple[UNet2DMode
     if sha256 is not None and (path / WEIGHTS_FILE).is_file() and weights_sha256(path) != sha256:
         raise CorruptCheckpoint(f"the weights in {path / WEIGHTS_FILE} are not the ones saved (their SHA-256 differs): "
                                 "the file was damaged or replaced")
+    schedule_cfg = path / SCHEDULER_FILE
+    if schedule_sha256 is not None and (not schedule_cfg.is_file() or scheduler_sha256(path) != schedule_sha256):
+        raise CorruptCheckpoint(f"the noise schedule in {schedule_cfg} is not the one saved "
+                                f"({'it is missing' if not schedule_cfg.is_file() else 'its SHA-256 differs'}): it was damaged or edited")
+    _check_unet_config(path)
+    try: schedule = schedule_from_diffusers_config(read_json(schedule_cfg)) if schedule_cfg.is_file() else paper_schedule()
+    except UnsupportedModel as e: raise UnsupportedModel(f"{path}: {e}") from None
+    except CldiffError as e: raise CorruptCheckpoint(f"{schedule_cfg} cannot be used: {e}") from None
     try:
         # low_cpu_mem_usage=False: the small models need no `accelerate`, and diffusers warns without it
         model = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)
-    except (OSError, ValueError, RuntimeError, EnvironmentError) as e:
+    except (OSError, ValueError, RuntimeError, EnvironmentError, TypeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CorruptCheckpoint(f"the model in {path} cannot be loaded ({msg}); the folder is incomplete or damaged") from None
     bad = [n for n, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
     if bad: raise CorruptCheckpoint(f"the model in {path} has non-finite weights (in {bad[0]}{' and others' if len(bad) > 1 else ''})")
-    schedule_cfg = path / "scheduler" / "scheduler_config.json"
-    schedule = schedule_from_diffusers_config(read_json(schedule_cfg)) if schedule_cfg.is_file() else paper_schedule()
     return model.to(device).eval(), schedule
 
 # %% ../nbs/05a_store.ipynb #4d5cb61e
+class RunDamaged(CldiffError):
+    "A run folder whose finished tasks are incomplete or out of order: cldiff will not write over them."
+
+_TASK_DIR = re.compile(r"^task_(\d+)$")
+
 def task_dir(run_dir, k: int) -> Path:
     "The folder of task `k` of a run."
     return Path(run_dir) / f"task_{k}"
 
+def task_dirs(run_dir) -> list[int]:
+    "The task numbers of the `task_K` folders present in `run_dir`, finished or not, in order."
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir(): return []
+    return sorted(int(m.group(1)) for p in run_dir.iterdir() if (m := _TASK_DIR.match(p.name)) and p.is_dir())
+
 def finished_tasks(run_dir) -> int:
-    "How many tasks of the run in `run_dir` are complete: task folders 0, 1, ... with a state.json."
+    "How many tasks of the run in `run_dir` are complete (task folders 0, 1, ... with a state.json); `RunDamaged` on a gap."
     k = 0
     while (task_dir(run_dir, k) / "state.json").is_file(): k += 1
+    later = [j for j in task_dirs(run_dir) if j >= k]
+    if later:
+        hole = f"task_{k} has no state.json" if k in later else f"task_{k} is missing"
+        after = [j for j in later if j > k]
+        last = max(later)
+        raise RunDamaged(f"{run_dir} is damaged: {hole}" + (f" while task{'s' if len(after) > 1 else ''} "
+                         f"{', '.join(map(str, after))} {'are' if len(after) > 1 else 'is'} there" if after else "")
+                         + f". Nothing was changed. Restore task_{k} from a backup, or delete task_{k}"
+                         + (f" .. task_{last}" if last > k else "") + f" to train from task {k} again")
     return k
 
+def _checked_state(path: Path, k: int) -> dict:
+    state = read_json(path)
+    v01 = isinstance(state, dict) and isinstance(state.get("metrics"), list) and state.get("task") == k and len(state["metrics"]) > k
+    if not (isinstance(state, dict) and (isinstance(state.get("entry"), dict) or v01)):
+        raise RunDamaged(f"{path} is not a task state written by cldiff (damaged or edited): restore it, or delete "
+                         f"{path.parent} and the task folders after it, then rerun the run's command to train them again")
+    return state
+
 def task_state(run_dir, k: int) -> dict:
-    "The state.json of finished task `k`."
+    "The state.json of finished task `k`, checked to be one cldiff wrote (`RunDamaged` if not)."
     path = task_dir(run_dir, k) / "state.json"
     if not path.is_file():
         done = finished_tasks(run_dir)
         raise CldiffError(f"task {k} of {run_dir} is not finished ({done} task{'s are' if done != 1 else ' is'}: "
                           f"{'0..' + str(done - 1) if done else 'none'})")
-    return read_json(path)
+    return _checked_state(path, k)
 
 def task_entry(state: dict) -> dict:
     "A task's metrics entry from its state.json (cldiff 0.1 kept every task's entries in each state)."
     return state["entry"] if "entry" in state else state["metrics"][state["task"]]
 
 def save_task(run_dir, k: int, model: UNet2DModel, schedule: NoiseSchedule, samples: Tensor, state: dict) -> Path:
-    "Write task `k`'s folder (model, sample grid, samples, state.json with the weights' hash) in one rename."
+    "Write task `k`'s folder (model, sample grid, samples, state.json with the hashes of weights and schedule) in one rename."
     with atomic_path(task_dir(run_dir, k)) as tmp:
         save_model(model, tmp / "model", schedule)
         save_images(samples, tmp / "samples.png", nrow=8)
-        torch.save(samples, tmp / "samples.pt")
-        write_json_atomic(tmp / "state.json", {**state, "task": k, "weights_sha256": weights_sha256(tmp / "model")})
+        save_torch(samples, tmp / "samples.pt")
+        write_json_atomic(tmp / "state.json", {**state, "task": k, "weights_sha256": weights_sha256(tmp / "model"),
+                                                "scheduler_sha256": scheduler_sha256(tmp / "model")})
     return task_dir(run_dir, k)
 
 def update_task_entry(run_dir, k: int, entry: dict) -> None:
@@ -125,18 +201,27 @@ def update_task_entry(run_dir, k: int, entry: dict) -> None:
     write_json_atomic(task_dir(run_dir, k) / "state.json", {**state, "entry": entry})
 
 def load_checkpoint(run_dir, k: int, device=None) -> tuple[UNet2DModel, NoiseSchedule]:
-    "The model after task `k` of a run and the schedule it was trained with, verified against its recorded hash."
+    "The model after task `k` of a run and the schedule it was trained with, verified against their recorded hashes."
     state = task_state(run_dir, k)
-    try: return load_model(task_dir(run_dir, k) / "model", device, sha256=state.get("weights_sha256"))
+    fix = (f"Delete {task_dir(run_dir, k)} and the task folders after it, then rerun the run's command to train them again")
+    # cldiff 0.1 recorded no hashes ("metrics" instead of "entry"): its folders load with the checks that remain
+    if "entry" in state and "weights_sha256" not in state:
+        raise CorruptCheckpoint(f"task {k}'s state.json records no hash of its weights, so its checkpoint cannot be verified "
+                                f"(the file was edited or damaged). {fix}")
+    try: return load_model(task_dir(run_dir, k) / "model", device, sha256=state.get("weights_sha256"),
+                           schedule_sha256=state.get("scheduler_sha256"))
+    except UnsupportedModel: raise
     except CorruptCheckpoint as e:
-        raise CorruptCheckpoint(f"task {k}'s checkpoint is damaged: {e}. Delete {task_dir(run_dir, k)} and the task "
-                                "folders after it, then rerun the run's command to train them again") from None
+        raise CorruptCheckpoint(f"task {k}'s checkpoint is damaged: {e}. {fix}") from None
 
 # %% ../nbs/05a_store.ipynb #56454ade
 def read_config(run_dir) -> dict | None:
     "The run's config.json as a dict, or None when the folder holds no run yet."
     path = Path(run_dir) / "config.json"
-    return read_json(path) if path.is_file() else None
+    if not path.is_file(): return None
+    config = read_json(path)
+    if not isinstance(config, dict): raise RunDamaged(f"{path} is not a run configuration (not a JSON object): restore it")
+    return config
 
 def write_config(run_dir, config: dict) -> None:
     "Write the run's config.json (atomically)."
@@ -157,8 +242,10 @@ def load_metrics(run_dir) -> dict:
         if config is None: raise CldiffError(f"{run_dir} is not a cldiff run folder (no config.json, no task_0/)")
         return {"config": config, "class_order": None, "tasks": []}
     states = [task_state(run_dir, k) for k in range(done)]
-    return {"config": config if config is not None else states[-1]["config"],
-            "class_order": states[-1].get("class_order"), "tasks": [task_entry(s) for s in states]}
+    config = config if config is not None else states[-1].get("config")
+    if not isinstance(config, dict):
+        raise RunDamaged(f"{run_dir} has no config.json and its task states name no configuration: restore config.json")
+    return {"config": config, "class_order": states[-1].get("class_order"), "tasks": [task_entry(s) for s in states]}
 
 def write_metrics(run_dir, metrics: dict | None = None) -> dict:
     "Rewrite metrics.json from the task folders (or from `metrics`); returns what was written."
@@ -169,8 +256,10 @@ def write_metrics(run_dir, metrics: dict | None = None) -> dict:
 def heal_run(run_dir) -> list[str]:
     "Remove leftovers of interrupted writes and rewrite metrics.json if it is missing, corrupt or stale; returns what was done."
     run_dir = Path(run_dir)
-    done = [f"removed {n}" for n in remove_temporaries(run_dir)]
-    if not is_run_dir(run_dir): return done
+    if not is_run_dir(run_dir): return []          # not a run (yet): nothing in it is cldiff's to remove
+    folders = [run_dir, *(task_dir(run_dir, k) for k in task_dirs(run_dir)), run_dir / "solver"]
+    folders += sorted(p for p in (run_dir / "solver").glob("task_*") if p.is_dir())
+    done = [f"removed {(f / n).relative_to(run_dir).as_posix()}" for f in folders for n in remove_temporaries(f)]
     summary, path = load_metrics(run_dir), run_dir / "metrics.json"
     try: current = json.loads(path.read_text()) if path.is_file() else None
     except (ValueError, OSError): current = None
@@ -180,5 +269,29 @@ def heal_run(run_dir) -> list[str]:
     return done
 
 def run_lock(run_dir, what: str = "a cldiff run"):
-    "The run folder's lock (a context manager); a second process gets a one-line error at once."
+    "The run folder's lock (a context manager; `what` names the holder's command to others); a second process gets a one-line error at once."
     return folder_lock(run_dir, what)
+
+# %% ../nbs/05a_store.ipynb #6d2e3f4a
+def solver_dir(run_dir, k: int) -> Path:
+    "The folder of the replay-trained classifier's state after task `k` of a run."
+    return Path(run_dir) / "solver" / f"task_{k}"
+
+def save_solver_state(run_dir, k: int, state_dict: dict, info: dict) -> Path:
+    "Write the classifier after task `k` (`solver/task_K/`: weights, and `info` with their SHA-256 in state.json) in one rename."
+    folder = solver_dir(run_dir, k)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        save_torch({n: p.detach().cpu() for n, p in state_dict.items()}, tmp / "solver.pt")
+        write_json_atomic(tmp / "state.json", {**info, "task": k, "sha256": file_sha256(tmp / "solver.pt")})
+    return folder
+
+def load_solver_state(run_dir, k: int, key: str) -> tuple[dict, dict] | None:
+    "The classifier's (state_dict, info) after task `k` if it was saved with `key` and its weights verify, else None."
+    folder = solver_dir(run_dir, k)
+    try:
+        info = json.loads((folder / "state.json").read_text())
+        if not isinstance(info, dict) or info.get("key") != key or file_sha256(folder / "solver.pt") != info.get("sha256"): return None
+        return torch.load(folder / "solver.pt", map_location="cpu", weights_only=True), info
+    except (OSError, ValueError, RuntimeError, EOFError): return None

@@ -62,3 +62,9 @@ def image_size(model: UNet2DModel) -> int:
     "Side of the square images the model was built for."
     s = model.config.sample_size
     return s if isinstance(s, int) else s[0]
+
+# %% ../nbs/03_unet.ipynb #cifar10ex
+UNET_PRESETS["cifar10"] = dict(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
+                               block_out_channels=(128, 256, 256, 256), norm_num_groups=32,
+                               down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+                               up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))

@@ -5,11 +5,14 @@
 # %% ../nbs/00_utils.ipynb #cdbf6879
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
+import stat
 import time
 import uuid
 from contextlib import contextmanager, nullcontext
@@ -17,11 +20,15 @@ from pathlib import Path
 
 import torch
 
+try: import fcntl               # POSIX: the folder lock is an flock, released by the kernel when its holder dies
+except ImportError: fcntl = None   # Windows: an exclusive-create lock file instead
+
 # %% auto #0
-__all__ = ['PRECISIONS', 'TMP_MARK', 'ASSETS', 'CldiffError', 'ConfigError', 'check_finite', 'resolve_device', 'module_device',
-           'fast_bf16', 'resolve_precision', 'autocast', 'progress_bar', 'temporary_path', 'atomic_path',
-           'write_text_atomic', 'write_json_atomic', 'save_torch_atomic', 'replace_dir', 'read_json',
-           'remove_temporaries', 'FolderLocked', 'folder_lock', 'default_cache_dir', 'on_colab']
+__all__ = ['PRECISIONS', 'CPU_BF16_MEASURED_FASTER', 'TMP_MARK', 'ASSETS', 'CldiffError', 'ConfigError', 'check_finite',
+           'resolve_device', 'module_device', 'fast_bf16', 'resolve_precision', 'autocast', 'progress_bar',
+           'temporary_path', 'is_temporary', 'fsync_tree', 'atomic_path', 'write_text_atomic', 'write_json_atomic',
+           'save_torch', 'save_torch_atomic', 'replace_dir', 'read_json', 'remove_temporaries', 'FolderLocked',
+           'folder_lock', 'default_cache_dir', 'on_colab']
 
 # %% ../nbs/00_utils.ipynb #8dc6c385
 class CldiffError(Exception):
@@ -72,15 +79,21 @@ def _cpu_flags() -> set[str]:
     except OSError: pass
     return set()
 
-def fast_bf16(device: torch.device) -> bool:
-    "Whether `device` has native bfloat16 arithmetic (so autocast to bf16 is faster than float32)."
+# CPU features (as /proc/cpuinfo flags) whose bf16 autocast BENCHMARKS.md measured faster than float32 on the tiny
+# GD step: none yet (AVX2 only: 12x slower, emulated; AVX-512 BF16 without AMX: no faster; AMX: not measured)
+CPU_BF16_MEASURED_FASTER: tuple[frozenset[str], ...] = ()
+
+def fast_bf16(device: torch.device, cpu_flags: set[str] | None = None) -> bool:
+    "Whether `device` runs bfloat16 autocast faster than float32: a GPU with native bf16, or a CPU with flags measured faster (`cpu_flags`: default this CPU's)."
     device = torch.device(device)
     if device.type == "cuda": return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu": return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    if device.type == "cpu":
+        flags = _cpu_flags() if cpu_flags is None else set(cpu_flags)
+        return any(measured <= flags for measured in CPU_BF16_MEASURED_FASTER)
     return False
 
 def resolve_precision(precision: str, device) -> str:
-    "'fp32' or 'bf16': `precision` itself, or for 'auto' bf16 where the hardware has it natively."
+    "'fp32' or 'bf16': `precision` itself, or for 'auto' bf16 where it was measured to pay (see `fast_bf16`)."
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "auto": return "bf16" if fast_bf16(device) else "fp32"
@@ -104,25 +117,50 @@ def progress_bar(iterable, total: int | None = None, desc: str | None = None, en
 
 # %% ../nbs/00_utils.ipynb #98f1f912
 TMP_MARK = ".tmp-"
+_TMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{8}$")   # exactly what temporary_path makes
 
 def temporary_path(path) -> Path:
     "A fresh hidden temporary name beside `path`, for writing it atomically."
     path = Path(path)
     return path.with_name(f".{path.name}{TMP_MARK}{uuid.uuid4().hex[:8]}")
 
+def is_temporary(name: str) -> bool:
+    "Whether `name` is a temporary name made by `temporary_path` (and so safe to delete when left over)."
+    return bool(_TMP_NAME.match(Path(name).name))
+
 def _disk_error(path, e: OSError) -> CldiffError:
     return CldiffError(f"could not write {path}: {e.strerror or e} (is the disk full or the folder read-only?); "
                        "nothing finished was lost: free space or fix permissions, then rerun the same command")
 
+def _fsync_dir(folder) -> None:
+    if os.name == "nt": return       # Windows cannot open a folder to flush it; its renames are journalled
+    fd = os.open(folder, os.O_RDONLY)
+    try: os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF): raise   # some file systems cannot flush a folder
+    finally: os.close(fd)
+
+def fsync_tree(path) -> None:
+    "Flush a file, or a folder with everything in it, to the disk."
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        for child in path.iterdir(): fsync_tree(child)
+        _fsync_dir(path)
+    elif path.is_file():
+        with open(path, "rb+") as f: os.fsync(f.fileno())
+
 @contextmanager
 def atomic_path(path):
-    "Yield a temporary path to write (a file or a folder); on success it is renamed over `path`, on failure removed."
+    "Yield a temporary path to write (a file or a folder); on success it is flushed and renamed over `path`, on failure removed."
     path = Path(path)
     tmp = temporary_path(path)
     try:
         yield tmp
+        fsync_tree(tmp)                 # the data is on the disk before the name points at it
         if tmp.is_dir(): replace_dir(tmp, path)
-        else: os.replace(tmp, path)
+        else:
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)     # and so is the rename
     except OSError as e:
         _remove(tmp)
         raise _disk_error(path, e) from e
@@ -130,8 +168,11 @@ def atomic_path(path):
         _remove(tmp); raise
 
 def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
-    else: p.unlink(missing_ok=True)
+    # best effort: on a read-only or vanished folder there is nothing to clean, and the caller's own error says why
+    try:
+        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+        else: p.unlink(missing_ok=True)
+    except OSError: pass
 
 def write_text_atomic(path, text: str) -> Path:
     "Write `text` to `path` atomically."
@@ -142,9 +183,18 @@ def write_json_atomic(path, obj) -> Path:
     "Write `obj` as JSON to `path` atomically."
     return write_text_atomic(path, json.dumps(obj, indent=2))
 
+def save_torch(obj, path) -> None:
+    "`torch.save`, with a failed write (torch reports a full disk as a RuntimeError) raised as an `OSError`."
+    try: torch.save(obj, path)
+    except RuntimeError as e:      # torch's writer fails with C++ stream messages ("iostream error", "unexpected pos")
+        try: full = shutil.disk_usage(Path(path).parent).free < (1 << 20)
+        except OSError: full = False
+        msg = str(e).splitlines()[0] if str(e) else "write failed"
+        raise OSError(errno.ENOSPC if full else errno.EIO, "No space left on device" if full else f"write failed ({msg})") from e
+
 def save_torch_atomic(obj, path) -> Path:
     "`torch.save` to `path` atomically."
-    with atomic_path(path) as tmp: torch.save(obj, tmp)
+    with atomic_path(path) as tmp: save_torch(obj, tmp)
     return Path(path)
 
 def replace_dir(tmp, dest) -> None:
@@ -154,6 +204,7 @@ def replace_dir(tmp, dest) -> None:
     try:
         if dest.exists(): os.replace(dest, old)
         os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
     except OSError as e: raise _disk_error(dest, e) from e
     if old.exists(): shutil.rmtree(old, ignore_errors=True)
 
@@ -161,57 +212,101 @@ def read_json(path) -> dict:
     "JSON from `path`; a corrupt file is an error that names it."
     path = Path(path)
     try: return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CldiffError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); it was damaged, "
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "not text"
+        raise CldiffError(f"{path} is not valid JSON ({where}); it was damaged, "
                           "e.g. by a full disk or an editor: restore it or remove it") from None
 
 def remove_temporaries(folder) -> list[str]:
-    "Delete temporary files and folders left in `folder` by interrupted atomic writes; returns their names."
+    "Delete the temporaries (`is_temporary` names) that interrupted atomic writes left in `folder`; returns their names."
     folder = Path(folder)
     if not folder.is_dir(): return []
-    gone = [p.name for p in folder.iterdir() if p.name.startswith(".") and TMP_MARK in p.name]
+    gone = sorted(p.name for p in folder.iterdir() if is_temporary(p.name))
     for name in gone: _remove(folder / name)
-    return sorted(gone)
+    return gone
 
 # %% ../nbs/00_utils.ipynb #c380e1ba
 class FolderLocked(CldiffError):
     "Another live process holds the folder's lock."
 
-def _pid_alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True    # exists, owned by someone else
-    except OSError: return False
-    return True
-
 def _lock_holder(lock: Path) -> dict | None:
-    try: return json.loads(lock.read_text())
+    "Who a lock file says holds it (pid, host, command, since), or None when it says nothing readable."
+    try: holder = json.loads(lock.read_text())
     except (OSError, ValueError): return None
+    return holder if isinstance(holder, dict) else None
+
+def _held_message(folder: Path, lock: Path) -> str:
+    holder = _lock_holder(lock) or {}
+    pid, host, command = holder.get("pid"), holder.get("host"), holder.get("command")
+    who = f"{command!s} " if command else ""
+    if not isinstance(pid, int) or not host:
+        return (f"{folder} is in use by another process (its {lock.name} names none); wait for it to finish, or stop it. "
+                + ("If none runs, delete " + str(lock) if fcntl is None else "The lock is released when that process ends"))
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(holder["since"])) if isinstance(holder.get("since"), (int, float)) else "?"
+    if host != socket.gethostname():
+        return (f"{folder} is in use by {who}(process {pid} on host {host}, since {since}; the folder is on a shared disk): "
+                f"wait for it to finish, or stop it on {host} (`kill {pid}` there). If {host} is down, delete {lock}")
+    return (f"{folder} is in use by {who}(process {pid}, since {since}): wait for it to finish, or stop it (`kill {pid}`)"
+            + (f". If no process {pid} runs, delete {lock}" if fcntl is None else ""))
+
+def _lock_error(folder: Path, lock: Path, e: OSError) -> CldiffError:
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return CldiffError(f"cannot lock {folder}: {e.strerror} (read-only or no permission); this command writes into "
+                           "the folder: copy it to a writable place, or fix its permissions, then rerun")
+    return _disk_error(lock, e)
+
+def _acquire(lock: Path) -> int | None:
+    "An open descriptor of `lock` that holds it exclusively, or None when another process holds it."
+    while True:
+        if fcntl is None:
+            try: return os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError: return None
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: os.close(fd); return None
+        except OSError: os.close(fd); raise
+        # the previous holder deletes .lock as it releases it: a lock on a file no longer under that name is no lock
+        try: same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError: same = False
+        if same: return fd
+        os.close(fd)
+
+def _release(lock: Path, fd: int) -> None:
+    try:
+        if os.path.samestat(os.fstat(fd), os.stat(lock)): lock.unlink()   # deleted while still held: no one can lock it in between
+    except OSError: pass
+    finally: os.close(fd)
 
 @contextmanager
-def folder_lock(folder, what: str = "this folder", wait: float = 0.0):
-    "Hold `folder/.lock` for the duration of the block; `FolderLocked` if a live process holds it (after `wait` s)."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    lock, me = folder / ".lock", {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+def folder_lock(folder, what: str = "cldiff", wait: float = 0.0):
+    "Hold `folder/.lock` for the block (`what`: the holder's command, named to others); `FolderLocked` if another process holds it after `wait` s."
+    folder = Path(folder)
+    try: folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise _lock_error(folder, folder / ".lock", e) from None
+    lock = folder / ".lock"
+    try: kind = os.stat(lock).st_mode
+    except FileNotFoundError: kind = None
+    except OSError as e: raise _lock_error(folder, lock, e) from None
+    if kind is not None and not stat.S_ISREG(kind):
+        raise CldiffError(f"{lock} is not a lock file (it is a folder or a special file, not written by cldiff); "
+                          "remove it, then rerun")
     deadline = time.monotonic() + wait
     while True:
+        try: fd = _acquire(lock)
+        except OSError as e: raise _lock_error(folder, lock, e) from None
+        if fd is not None: break
+        if time.monotonic() >= deadline: raise FolderLocked(_held_message(folder, lock))
+        time.sleep(0.2)
+    try:
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": what, "since": time.time()}).encode()
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            with os.fdopen(fd, "w") as f: json.dump(me, f)
-            break
-        except FileExistsError:
-            holder = _lock_holder(lock)
-            if holder is None and time.time() - lock.stat().st_mtime < 5: pass   # being written right now
-            elif holder is None or (holder.get("host") == me["host"] and not _pid_alive(int(holder.get("pid", -1)))):
-                lock.unlink(missing_ok=True); continue                         # stale: its process is gone
-            if time.monotonic() >= deadline:
-                who = f"process {holder['pid']} on {holder['host']}" if holder else "another process"
-                raise FolderLocked(f"{folder} is in use by {who} ({what}); wait for it to finish, or stop it. "
-                                   f"If no such process runs, delete {lock}") from None
-            time.sleep(0.2)
+            os.ftruncate(fd, 0); os.lseek(fd, 0, os.SEEK_SET)
+            if os.write(fd, me) != len(me): raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e: raise _disk_error(lock, e) from None   # nothing was started; the lock is deleted below
+    except BaseException:
+        _release(lock, fd); raise
     try: yield lock
-    finally:
-        if _lock_holder(lock) == me: lock.unlink(missing_ok=True)
+    finally: _release(lock, fd)
 
 # %% ../nbs/00_utils.ipynb #17fb773e
 # what ships inside the package (the evaluator's weights, the lessons' teacher, the shipped results and trajectories)

@@ -5,7 +5,7 @@
 # %% ../nbs/13_viz.ipynb #d6e622ba
 from __future__ import annotations
 
-import base64, io, json, uuid
+import base64, io, json, re, uuid
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -20,7 +20,7 @@ from .utils import ASSETS, CldiffError, save_torch_atomic
 # %% auto #0
 __all__ = ['SHIPPED_TRAJECTORIES', 'run_trajectories', 'state_timestep', 'state_caption', 'frame_png', 'trajectory_figure',
            'trajectory_widget', 'TrajectoryPlayer', 'trajectory_player', 'save_trajectories', 'load_trajectories',
-           'shipped_trajectories', 'samples_by_task']
+           'shipped_trajectories', 'samples_by_task', 'raw_html_outputs']
 
 # %% ../nbs/13_viz.ipynb #798cb4a2
 def run_trajectories(run_dirs, n: int = 8, steps: int = 10, seed: int = 0, device="cpu") -> dict[str, dict[int, Trajectory]]:
@@ -190,7 +190,6 @@ def trajectory_player(trajectories: dict[str, dict[int, Trajectory]], zoom: int 
     t0, s0 = len(tasks[0]) - 1, len(frames[0][-1]) - 1   # shown first: the first run's last task, its sample
     data = json.dumps({"tasks": tasks, "frames": frames, "captions": captions, "interval": int(interval)}).replace("</", "<\\/")
     options = "".join(f'<option value="{i}">{escape(r)}</option>' for i, r in enumerate(runs))
-    row = f'height: {(h + pad) * zoom}px; line-height: {h * zoom}px;'
     js = _PLAYER_JS.replace("__UID__", uid)
     html = f"""<div id="{uid}" class="cldiff-player" style="font-family: system-ui, sans-serif; font-size: 14px; line-height: 1.4; margin: 0.5em 0;">
 <div style="display: flex; flex-wrap: wrap; align-items: center; gap: 0.4em 1.2em; margin-bottom: 0.5em;">
@@ -199,9 +198,9 @@ def trajectory_player(trajectories: dict[str, dict[int, Trajectory]], zoom: int 
 <label>state <input id="{uid}-step" type="range" min="0" max="{s0}" step="1" value="{s0}" style="vertical-align: middle;"> <span id="{uid}-step-value">{s0} of {s0}</span></label>
 <button id="{uid}-play" type="button">Play</button>
 </div>
-<div style="display: flex; align-items: flex-start; overflow-x: auto;">
-<div style="flex: none; text-align: right; padding: {pad * zoom}px 0.5em 0 0; font-size: 12px; color: #666;"><div style="{row}">x<sub>t</sub></div><div style="{row}">predicted x<sub>0</sub></div></div>
-<img id="{uid}-frame" src="data:image/png;base64,{frames[0][t0][s0]}" width="{width}" height="{height}" alt="x_t above the predicted x0 of {n} samples" style="flex: none; max-width: none; image-rendering: pixelated;">
+<div style="display: flex; align-items: stretch; max-width: 100%;">
+<div style="flex: none; display: flex; flex-direction: column; justify-content: space-around; text-align: right; padding-right: 0.5em; font-size: 12px; line-height: 1.2; color: #666;"><div>x<sub>t</sub></div><div>predicted<br>x<sub>0</sub></div></div>
+<div style="flex: 0 1 {width}px; min-width: 0;"><img id="{uid}-frame" src="data:image/png;base64,{frames[0][t0][s0]}" width="{width}" height="{height}" alt="x_t above the predicted x0 of {n} samples" style="display: block; width: 100%; max-width: {width}px; height: auto; image-rendering: pixelated;"></div>
 </div>
 <div id="{uid}-caption" style="margin-top: 0.3em; min-height: 1.4em;">{escape(captions[0][t0][s0])}</div>
 <script type="application/json" id="{uid}-data">{data}</script>
@@ -256,3 +255,13 @@ def samples_by_task(trajectories: dict[str, dict[int, Trajectory]], n: int = 8, 
     if path is None: return fig
     fig.savefig(path, dpi=110); plt.close(fig)
     return Path(path)
+
+# %% ../nbs/13_viz.ipynb #c22375c1
+def raw_html_outputs(cell):
+    "An nbdev docs processor: each saved HTML output (no JavaScript output beside it) becomes a raw-HTML markdown output."
+    for out in cell.get("outputs", []):
+        data = out.get("data", {})
+        if "text/html" not in data or "application/javascript" in data: continue
+        html = "".join(data["text/html"]) if isinstance(data["text/html"], list) else data["text/html"]
+        fence = "`" * max(3, max((len(m) for m in re.findall(r"`+", html)), default=0) + 1)
+        out["data"] = {"text/markdown": f"{fence}{{=html}}\n{html.strip(chr(10))}\n{fence}"}

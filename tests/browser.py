@@ -35,7 +35,9 @@ class WebDriverError(RuntimeError):
 class Browser:
     "One headless Chromium session driven over chromedriver's HTTP API; use as a context manager."
 
-    def __init__(self, chromium: str, chromedriver: str, window: tuple[int, int] = (1200, 900), timeout: float = 20):
+    def __init__(self, chromium: str, chromedriver: str, window: tuple[int, int] = (1200, 900), timeout: float = 20,
+                 logs: bool = False):
+        "`logs`: record the console and every network request the pages make (read them with `log`)."
         self.profile = tempfile.mkdtemp(prefix="cldiff-chromium-")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
@@ -52,8 +54,9 @@ class Browser:
                 if time.monotonic() > deadline: raise WebDriverError(f"chromedriver did not start within {timeout} s")
                 time.sleep(0.1)
             args = CHROMIUM_FLAGS + [f"--user-data-dir={self.profile}", f"--window-size={window[0]},{window[1]}"]
-            caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome",
-                                                     "goog:chromeOptions": {"binary": chromium, "args": args}}}}
+            match = {"browserName": "chrome", "goog:chromeOptions": {"binary": chromium, "args": args}}
+            if logs: match["goog:loggingPrefs"] = {"browser": "ALL", "performance": "ALL"}
+            caps = {"capabilities": {"alwaysMatch": match}}
             self.session = self._call("POST", "/session", caps, timeout=timeout)["sessionId"]
         except BaseException:
             self.close(); raise
@@ -85,6 +88,15 @@ class Browser:
     def screenshot(self, el: dict | None = None) -> bytes:
         "A PNG of the viewport, or of one element."
         return base64.b64decode(self._s("GET", f"/element/{el[ELEMENT]}/screenshot" if el else "/screenshot"))
+
+    def log(self, kind: str = "browser") -> list[dict]:
+        "The entries logged since the last call: 'browser' (the console) or 'performance' (DevTools events; needs `logs=True`)."
+        return self._s("POST", "/se/log", {"type": kind})
+
+    def requests(self) -> list[str]:
+        "URLs of the network requests the pages made since the last call (from the DevTools log; needs `logs=True`)."
+        events = (json.loads(e["message"])["message"] for e in self.log("performance"))
+        return [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"]
 
     def wait(self, fn, timeout: float = 5, interval: float = 0.05, what: str = "a condition"):
         "Poll `fn()` until it returns something truthy; return it (raise TimeoutError naming `what`)."

@@ -68,3 +68,76 @@ def test_full_disk_then_read_only(small_disk, tmp_path):
     r = cldiff("sample", run_dir, "--steps", "2", "--n", "4", "--out", tmp_path / "grid.png")
     assert r.returncode == 0, r.stderr
     assert finished_tasks(run_dir) == 2
+
+
+def _fill(mnt, leave: int = 0) -> None:
+    "Fill the file system at `mnt` so that about `leave` bytes stay free (0: completely full)."
+    st = os.statvfs(mnt)
+    free = st.f_bavail * st.f_frsize
+    with open(mnt / "filler", "wb", buffering=0) as f:
+        try:
+            f.write(bytes(max(0, free - leave)))
+            while leave == 0: f.write(bytes(4096))
+        except OSError: pass
+
+
+def _inproc(capsys, *args):
+    from cldiff.cli import main
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, err
+
+
+def _one_line(rc, err):
+    assert rc == 2 and "Traceback" not in err, err
+    lines = [l for l in err.splitlines() if l.startswith("cldiff ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_full_disk_at_the_lock_the_samples_and_the_report(small_disk, tmp_path, capsys):
+    import torch
+    from cldiff.schedules import paper_schedule
+    from cldiff.store import save_model, save_task, task_dir
+    from cldiff.unet import make_unet
+    from cldiff.utils import CldiffError
+    run_dir = tmp_path / "run"                                  # a finished 1-task run on a roomy disk (2.6 MB)
+    rc, err = _inproc(capsys, "run", "--preset", "test", "--tasks", "1", "--out", run_dir, "--no-progress")
+    assert rc == 0, err
+
+    # task folder: room for the model and the grid, not for samples.pt (torch reports that as a RuntimeError)
+    model = make_unet("tiny", seed=0)
+    probe = save_model(model, small_disk / "probe", paper_schedule())
+    model_bytes = sum(p.stat().st_size for p in probe.rglob("*") if p.is_file())
+    subprocess.run(["rm", "-rf", str(probe)], check=True)
+    _fill(small_disk, leave=model_bytes + 256 * 1024)
+    with pytest.raises(CldiffError, match="nothing finished was lost") as e:
+        save_task(small_disk / "r", 0, model, paper_schedule(), torch.zeros(4096, 1, 16, 16), {"entry": {"task": 0}})
+    assert isinstance(e.value.__cause__.__cause__, RuntimeError)   # it was torch.save of samples.pt that failed
+    assert not task_dir(small_disk / "r", 0).exists() and not [p for p in (small_disk / "r").iterdir()]
+    (small_disk / "filler").unlink()
+
+    # a completely full disk: `report --out` there, and the lock of a run there
+    subprocess.run(["cp", "-a", str(run_dir), str(small_disk / "run")], check=True)
+    _fill(small_disk)
+    line = _one_line(*_inproc(capsys, "report", small_disk / "run", "--out", small_disk / "report"))
+    assert "No space left on device" in line, line
+    line = _one_line(*_inproc(capsys, "run", "--preset", "test", "--tasks", "1", "--out", small_disk / "run", "--no-progress"))
+    assert "No space left on device" in line and ".lock" in line, line
+    assert not (small_disk / "run" / ".lock").exists()          # no empty lock left behind
+
+
+def test_read_only_run_and_model(small_disk, tmp_path, capsys):
+    from cldiff.store import save_model
+    from cldiff.unet import make_unet
+    from cldiff.utils import CldiffError
+    rc, err = _inproc(capsys, "run", "--preset", "test", "--tasks", "1", "--out", small_disk / "run", "--no-progress")
+    assert rc == 0, err
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    # evaluate writes into the run: refused at the lock, with what to do (not EROFS's traceback)
+    line = _one_line(*_inproc(capsys, "evaluate", small_disk / "run", "--eval-samples", "4"))
+    assert "cannot lock" in line and "read-only" in line.lower() and "copy it to a writable place" in line, line
+    # save_model onto a read-only place: the file system's reason, not the clean-up's failure to delete
+    with pytest.raises(CldiffError, match="Read-only file system"):
+        save_model(make_unet("tiny", seed=0), small_disk / "model")
