@@ -47,7 +47,7 @@ def forward_flops(unet: str, size: int) -> float:
     "FLOPs of one forward pass of one image (counted on the CPU, at batch 2 to be safe from batch-1 shortcuts)."
     model = make_unet(unet, seed=0, sample_size=size).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.randn(2, 1, size, size), torch.tensor([500, 500]))
+        model(torch.randn(2, model.config.in_channels, size, size), torch.tensor([500, 500]))
     return counter.get_total_flops() / 2
 
 
@@ -96,7 +96,7 @@ def time_variant(preset, strategy_name, variant, stream, device, iters, warmup):
 
 def time_sampling(config, device, precision, batch, steps=10):
     model = make_unet(config.unet, seed=0, sample_size=config.image_size).to(device).eval()
-    x_T = torch.randn(batch, 1, config.image_size, config.image_size, device=device)
+    x_T = torch.randn(batch, model.config.in_channels, config.image_size, config.image_size, device=device)
     enabled = precision == "bf16"
     def go():
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):

@@ -36,7 +36,8 @@ def bench_preset(name, device, train_batch, sample_batch, repeats, steps_list):
     model = make_unet(name, seed=0).to(device)
     size = model.config.sample_size
     opt = make_optimizer(model)
-    x0 = torch.rand(train_batch, 1, size, size, device=device) * 2 - 1
+    ch = model.config.in_channels   # 1 for the Fashion-MNIST presets, 3 for cifar10
+    x0 = torch.rand(train_batch, ch, size, size, device=device) * 2 - 1
 
     def train_step():
         model.train()
@@ -46,7 +47,7 @@ def bench_preset(name, device, train_batch, sample_batch, repeats, steps_list):
     row = dict(preset=name, params_m=count_parameters(model) / 1e6, train_batch=train_batch,
                train_step_s=step_s, train_img_s=train_batch / step_s)
     model.eval()
-    x_T = torch.randn(sample_batch, 1, size, size, device=device)
+    x_T = torch.randn(sample_batch, ch, size, size, device=device)
     for k in steps_list:
         s = timed(lambda: ddim_denoise(model, x_T, schedule, steps=k), device, max(1, repeats // 2))
         row[f"sample{k}_img_s"] = sample_batch / s

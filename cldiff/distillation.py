@@ -159,14 +159,16 @@ class SNRGuidedDistillation(GenerativeReplay):
                                              "noised teacher sample (0: plain GD)", float, min=0)}
 
     def make_replay(self, teacher, total, per_batch, schedule, like, generator=None):
-        t = sample_timesteps(total, schedule.num_timesteps, like.device, generator)
-        low = (schedule.snr(t.cpu()) < self.snr_threshold).to(like.device)
+        # which slots get a generated image is decided on the CPU, where the generator draws t (the same draw as
+        # `sample_timesteps`), so the number of teacher samples is known without reading anything back from the device
+        t_cpu = torch.randint(0, schedule.num_timesteps, (total,), generator=generator)
+        high_cpu = (schedule.snr(t_cpu) >= self.snr_threshold).nonzero().flatten()
+        t, high = t_cpu.to(like.device), high_cpu.to(like.device)
         x_t = torch.randn((total,) + tuple(like.shape[1:]), generator=generator).to(like.device)   # the low-SNR inputs
         x0 = torch.zeros_like(x_t)
-        high = (~low).nonzero().flatten()
-        if len(high):
-            x0[high] = generate_replay(teacher, len(high), schedule, self.teacher_steps, like, generator)
-            noise = torch.randn((len(high),) + tuple(like.shape[1:]), generator=generator).to(like.device)
+        if len(high_cpu):
+            x0[high] = generate_replay(teacher, len(high_cpu), schedule, self.teacher_steps, like, generator)
+            noise = torch.randn((len(high_cpu),) + tuple(like.shape[1:]), generator=generator).to(like.device)
             x_t[high] = schedule.add_noise(x0[high], noise, t[high])
         target = teacher_targets(teacher, x_t, t)
         return [ReplayBatch(x_t[i:i + per_batch], t[i:i + per_batch], target[i:i + per_batch], x0[i:i + per_batch])

@@ -32,10 +32,10 @@ from . import replay, distillation
 BUILTIN_STRATEGY_MODULES = (replay, distillation)   # importing them registers the built-in strategies
 
 # %% auto #0
-__all__ = ['BUILTIN_STRATEGY_MODULES', 'RUN_PRESETS', 'Evaluator', 'EvalConfig', 'RunConfig', 'run_config', 'RunConfigMismatch',
-           'task_seed', 'load_stream', 'train_task', 'Processes', 'run_processes', 'shard_seed', 'shard_options',
-           'TaskContext', 'evaluate_task', 'folder_config', 'check_run_dir', 'resume_config', 'check_memory',
-           'with_evaluators', 'needs_evaluation', 'run']
+__all__ = ['BUILTIN_STRATEGY_MODULES', 'RUN_PRESETS', 'Evaluator', 'EvalConfig', 'RunConfig', 'run_config', 'Processes',
+           'run_processes', 'shard_seed', 'shard_options', 'RunConfigMismatch', 'task_seed', 'load_stream',
+           'train_task', 'TaskContext', 'evaluate_task', 'folder_config', 'check_run_dir', 'resume_config',
+           'check_memory', 'with_evaluators', 'needs_evaluation', 'run']
 
 # %% ../nbs/08_runner.ipynb #83b98077
 def _at_least(problems: list, obj, names, low: int, note: str = "") -> None:
@@ -206,6 +206,68 @@ def run_config(preset: str = "micro", strategy: str = "gd", **overrides) -> RunC
         else: options[k] = v     # a strategy option: resolve_options refuses it if the strategy lacks it
     return RunConfig(**values, strategy_options=options, evaluation=EvalConfig(**evaluation))
 
+# %% ../nbs/08_runner.ipynb #c4a2b001
+@dataclass
+class Processes:
+    "The processes one run trains on: this one's `index` and their `count` (one, unless started by a launcher such as `accelerate launch`)."
+    index: int = 0
+    count: int = 1
+    accelerator: object = None        # accelerate's `Accelerator` when there are several
+    device: torch.device | None = None
+
+    @property
+    def main(self) -> bool: return self.index == 0
+
+    def wait(self) -> None:
+        "Wait until every process is here (nothing to wait for with one)."
+        if self.count > 1: self.accelerator.wait_for_everyone()
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        "The student as the loss sees it: with several processes, wrapped so that its gradients are averaged across them."
+        if self.count == 1: return model
+        from torch.nn.parallel import DistributedDataParallel
+        dev = module_device(model)
+        # building the wrapper also copies the main process's weights to the others, so every process starts equal
+        return DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+_PROCESSES: Processes | None = None
+
+def run_processes() -> Processes:
+    """This run's processes. Several when a launcher started this one as one of `WORLD_SIZE` > 1 processes
+    (`accelerate launch --multi_gpu --num_processes N`, `torchrun`), through Hugging Face Accelerate (`cldiff[multi]`);
+    else one, and nothing changes. Processes on a machine without a GPU talk through gloo on the CPU."""
+    global _PROCESSES
+    if _PROCESSES is not None: return _PROCESSES
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1: _PROCESSES = Processes(); return _PROCESSES
+    try: from accelerate import Accelerator
+    except ImportError:
+        raise ConfigError(f"this process is one of {os.environ['WORLD_SIZE']} (WORLD_SIZE) but accelerate is not installed: "
+                          "pip install 'cldiff[multi]', or start one process") from None
+    from datetime import timedelta
+    from accelerate.utils import InitProcessGroupKwargs
+    # the others wait while the main process evaluates a task, which can take long: a barrier must not time out first
+    acc = Accelerator(cpu=not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true"),
+                      kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
+    _PROCESSES = Processes(acc.process_index, acc.num_processes, acc, acc.device)
+    return _PROCESSES
+
+def shard_seed(seed: int, k: int, index: int = 0) -> int:
+    "The seed of process `index`'s generator in task `k`: `task_seed` for the first, its own stream of draws for each other."
+    if index == 0: return task_seed(seed, k)
+    import numpy as np
+    return int(np.random.SeedSequence([task_seed(seed, k), index]).generate_state(1, np.uint64)[0] >> 1)
+
+def shard_options(config: RunConfig, count: int) -> dict:
+    "The strategy options of one of `count` processes: an explicit replay batch split between them like the current batch."
+    problems = []
+    if config.batch_size % count: problems.append(f"--batch-size {config.batch_size}")
+    replay = config.strategy_options.get("replay_size")
+    if replay is not None and replay % count: problems.append(f"--replay-size {replay}")
+    if problems: raise ConfigError(f"{' and '.join(problems)} cannot be split evenly between {count} processes; give a multiple of {count} "
+                                   "or another number of processes")
+    return {**config.strategy_options, **({"replay_size": replay // count} if replay is not None else {})}
+
+
 # %% ../nbs/08_runner.ipynb #10e6c9a4
 class RunConfigMismatch(CldiffError, ValueError):
     "The run folder was made with another configuration."
@@ -283,68 +345,6 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
             "ema_decay": config.ema_decay, "processes": processes.count,
             "loss_end": mean("loss"), "loss_current_end": mean("current"), "loss_replay_end": mean("replay"),
             "loss_curve": [round(sum(p["loss"] for p in logs[j:j + 10]) / len(logs[j:j + 10]), 5) for j in range(0, len(logs), 10)]}
-
-# %% ../nbs/08_runner.ipynb #c4a2b001
-@dataclass
-class Processes:
-    "The processes one run trains on: this one's `index` and their `count` (one, unless started by a launcher such as `accelerate launch`)."
-    index: int = 0
-    count: int = 1
-    accelerator: object = None        # accelerate's `Accelerator` when there are several
-    device: torch.device | None = None
-
-    @property
-    def main(self) -> bool: return self.index == 0
-
-    def wait(self) -> None:
-        "Wait until every process is here (nothing to wait for with one)."
-        if self.count > 1: self.accelerator.wait_for_everyone()
-
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        "The student as the loss sees it: with several processes, wrapped so that its gradients are averaged across them."
-        if self.count == 1: return model
-        from torch.nn.parallel import DistributedDataParallel
-        dev = module_device(model)
-        # building the wrapper also copies the main process's weights to the others, so every process starts equal
-        return DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-
-_PROCESSES: Processes | None = None
-
-def run_processes() -> Processes:
-    """This run's processes. Several when a launcher started this one as one of `WORLD_SIZE` > 1 processes
-    (`accelerate launch --multi_gpu --num_processes N`, `torchrun`), through Hugging Face Accelerate (`cldiff[multi]`);
-    else one, and nothing changes. Processes on a machine without a GPU talk through gloo on the CPU."""
-    global _PROCESSES
-    if _PROCESSES is not None: return _PROCESSES
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1: _PROCESSES = Processes(); return _PROCESSES
-    try: from accelerate import Accelerator
-    except ImportError:
-        raise ConfigError(f"this process is one of {os.environ['WORLD_SIZE']} (WORLD_SIZE) but accelerate is not installed: "
-                          "pip install 'cldiff[multi]', or start one process") from None
-    from datetime import timedelta
-    from accelerate.utils import InitProcessGroupKwargs
-    # the others wait while the main process evaluates a task, which can take long: a barrier must not time out first
-    acc = Accelerator(cpu=not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true"),
-                      kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
-    _PROCESSES = Processes(acc.process_index, acc.num_processes, acc, acc.device)
-    return _PROCESSES
-
-def shard_seed(seed: int, k: int, index: int = 0) -> int:
-    "The seed of process `index`'s generator in task `k`: `task_seed` for the first, its own stream of draws for each other."
-    if index == 0: return task_seed(seed, k)
-    import numpy as np
-    return int(np.random.SeedSequence([task_seed(seed, k), index]).generate_state(1, np.uint64)[0] >> 1)
-
-def shard_options(config: RunConfig, count: int) -> dict:
-    "The strategy options of one of `count` processes: an explicit replay batch split between them like the current batch."
-    problems = []
-    if config.batch_size % count: problems.append(f"--batch-size {config.batch_size}")
-    replay = config.strategy_options.get("replay_size")
-    if replay is not None and replay % count: problems.append(f"--replay-size {replay}")
-    if problems: raise ConfigError(f"{' and '.join(problems)} cannot be split evenly between {count} processes; give a multiple of {count} "
-                                   "or another number of processes")
-    return {**config.strategy_options, **({"replay_size": replay // count} if replay is not None else {})}
-
 
 # %% ../nbs/08_runner.ipynb #fea0f772
 @dataclass

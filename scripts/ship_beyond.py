@@ -70,11 +70,11 @@ def main(argv=None):
     for r in variants: r["strategy"] = variant(r)      # the report groups by this name
     groups = {}
     for r in [*[r for r in shipped_runs() if r["strategy"] in BASELINES], *variants]:
-        groups.setdefault(r["strategy"] if r in variants else r["strategy"], []).append(r)
+        groups.setdefault(r["strategy"], []).append(r)
     order = [*BASELINES, *sorted(set(groups) - set(BASELINES))]
     groups = {k: groups[k] for k in order if k in groups}
     a.report.mkdir(parents=True, exist_ok=True)
-    write_report([d for d in dirs], a.report / "report")
+    write_report(dirs, a.report / "report")
     (a.report / "table.md").write_text(table(groups) + "\n")
     if a.cost: (a.report / "strategy_cost.txt").write_text(a.cost.read_text())
     print(table(groups))
