@@ -64,6 +64,10 @@ def load_fashion_mnist(root=None, train: bool = True, image_size: int = 32, down
     try: ds = FashionMNIST(str(root), train=train, download=download and not present)
     except RuntimeError as e:
         # torchvision raises RuntimeError both for "not found" and for a failed download
+        if not present and download:
+            reason = " ".join(str(e).split())     # torchvision's message spans lines: one line, the last reason kept
+            raise DataNotFoundError(f"could not download Fashion-MNIST into {raw} ({reason[-160:]}); check the network "
+                                    f"connection and retry, or put the four official files there yourself") from None
         if not present: raise DataNotFoundError(_missing_message(root) + f" (torchvision said: {e})") from None
         raise DataCorruptError(f"the Fashion-MNIST files in {raw} could not be read ({e}); replace them with the "
                                "official files (or delete them and use --download)") from None
@@ -74,7 +78,11 @@ def load_fashion_mnist(root=None, train: bool = True, image_size: int = 32, down
         split = "train" if train else "t10k"
         raise DataCorruptError(f"{raw} holds {len(ds.data)} {split} images but {len(ds.targets)} labels; the files "
                                "do not belong together: replace them with the official files")
-    return preprocess(ds.data, image_size), ds.targets.long().clone()
+    labels = ds.targets.long().clone()
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(FASHION_MNIST_CLASSES):
+        raise DataCorruptError(f"{raw} holds labels from {int(labels.min())} to {int(labels.max())}, outside Fashion-MNIST's "
+                               "classes 0..9: replace the label files with the official files")
+    return preprocess(ds.data, image_size), labels
 
 # %% ../nbs/01_data.ipynb #b9008e62
 def image_grid(images: Tensor, nrow: int = 8, padding: int = 2) -> Tensor:
