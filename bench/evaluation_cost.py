@@ -1,6 +1,6 @@
 """Time the evaluation after one task on a finished run's checkpoint (a benchmark, not a test).
 
-Prints the wall time of: generating N samples with 10 DDIM steps plus FID/KID/KLD on the evaluator's
+Prints the wall time of: generating N samples with 10 DDIM steps plus FID/KID/KLD on the classifier's
 features (the paper uses N = 10,000), optionally the Inception FID on a subset, and one task of the
 replay-trained classifier (the paper: 20 epochs with fresh replay; CPUs: fewer epochs, a replay pool).
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from cldiff.metrics import generation_metrics, load_evaluator
+from cldiff.metrics import generation_metrics, load_metrics_classifier
 from cldiff.runner import RunConfig, load_stream
 from cldiff.store import load_checkpoint, load_metrics
 from cldiff.solver import Solver, diffusion_replay, train_solver_task
@@ -32,10 +32,10 @@ def main(argv=None):
     cfg = RunConfig.from_dict(load_metrics(a.run_dir)["config"])
     stream = load_stream(cfg)
     model, schedule = load_checkpoint(a.run_dir, a.task, device)
-    evaluator = load_evaluator(device=device, progress=False)
+    classifier = load_metrics_classifier(device=device, progress=False)
     print(f"device {device} ({torch.get_num_threads()} threads), run {a.run_dir} ({cfg.strategy}, {cfg.unet}), task {a.task}")
     start = time.perf_counter()
-    m = generation_metrics(model, stream, a.task, evaluator, n_samples=a.samples, steps=10, schedule=schedule)
+    m = generation_metrics(model, stream, a.task, classifier, n_samples=a.samples, steps=10, schedule=schedule)
     print(f"{a.samples} samples (10 DDIM steps) + FID/KID/KLD: {time.perf_counter() - start:.1f} s "
           f"(FID {m['fid']:.2f}, KID {m['kid']:.4f}, KLD {m['kld']:.3f})")
     if a.solver_epochs and a.task > 0:

@@ -28,7 +28,8 @@ from cldiff.utils import module_device, resolve_device
 from cldiff.data import fashion_mnist_tasks
 from cldiff.registry import STRATEGIES
 from cldiff.runner import run, run_config
-from cldiff.report import evaluate_run, run_evaluators
+from cldiff.evaluation import build_evaluators
+from cldiff.report import evaluate_run
 from cldiff.store import load_checkpoint
 from cldiff.cli import main as cli
 from cldiff.viz import run_trajectories
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
             cfg = run_config("test", name, n_tasks=2, iters_per_task=a.iters,
                              **(dict(eval_samples=64, solver_epochs=1, solver_pool=32,
                                      inception_fid=use_inception) if evaluate else {}))
-            evaluators = run_evaluators(cfg)
+            evaluators = build_evaluators(cfg)
             out = a.out / (folder or name)
             m = run(cfg, out, device=device, progress=False, evaluators=evaluators, stream=stream, precision=precision, compile=compile)
             assert len(m["tasks"]) == 2, f"{len(m['tasks'])} tasks finished"
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
     check("cldiff sample", lambda: _cli_ok(["sample", str(a.out / "gd"), "--steps", "10", "--n", "16", "--out", str(a.out / "grid.png"), *dev]))
     def evaluate():   # what `cldiff evaluate` calls, on the same small stream (the command itself is tested in 09_cli)
         cfg = run_config("test", "gr", n_tasks=2, eval_samples=64, solver_epochs=1, solver_pool=32)
-        m = evaluate_run(a.out / "gr", run_evaluators(cfg), device, stream=stream)
+        m = evaluate_run(a.out / "gr", build_evaluators(cfg), device, stream=stream)
         return {"fid": m["tasks"][-1]["generation"]["fid"], "solver_accuracy": m["tasks"][-1]["solver"]["seen_accuracy"]}
     check("evaluate a finished run", evaluate)
     check("cldiff report", lambda: _cli_ok(["report", *(str(a.out / s) for s in ("finetune", "gr", "gd")), "--out", str(a.out / "report")]))

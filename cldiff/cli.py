@@ -27,16 +27,22 @@ def _strategy_epilog() -> str:
         lines.append(f"  {name:9} {strategy_summary(name)} [{opts}]")
     return "\n".join(lines)
 
+_DATA_ROOT_HELP = ("folder holding FashionMNIST/raw/ or cifar-10-batches-py/ (default: $CLDIFF_DATA, then ~/.cache/cldiff/data)")
+
 def _add_run_options(r: argparse.ArgumentParser) -> None:
     "The options of `run` that `compare` shares: preset, data, training, strategy options, evaluation, speed."
     from cldiff.utils import PRECISIONS
     from cldiff.registry import STRATEGIES, all_options
-    from cldiff.runner import RUN_PRESETS
-    r.add_argument("--preset", default=None, choices=sorted(RUN_PRESETS),
-                   help="model size and training length (default: micro, for CPUs; an existing run folder keeps its own: a preset "
-                        "given beside it must have the folder's settings, its name does not matter)")
-    r.add_argument("--data-root", type=Path, default=None, help="folder holding FashionMNIST/raw/ (default: $CLDIFF_DATA, then ~/.cache/cldiff/data)")
-    r.add_argument("--download", action="store_true", default=None, help="download Fashion-MNIST into the data root if it is missing (automatic on Colab)")
+    from cldiff.datasets import DATASETS
+    from cldiff.runner import PRESETS
+    r.add_argument("--dataset", default=None, choices=sorted(DATASETS),
+                   help="the benchmark: Split Fashion-MNIST (default) or Split CIFAR-10 (an existing run folder keeps its own)")
+    r.add_argument("--preset", default=None, choices=sorted({p for presets in PRESETS.values() for p in presets}),
+                   help="model size and training length, per dataset (default: micro, for CPUs, on Fashion-MNIST; CIFAR-10 has "
+                        "paper, colab, tiny and test; an existing run folder keeps its own: a preset given beside it must have "
+                        "the folder's settings, its name does not matter)")
+    r.add_argument("--data-root", type=Path, default=None, help=_DATA_ROOT_HELP)
+    r.add_argument("--download", action="store_true", default=None, help="download the dataset into the data root if it is missing (automatic on Colab)")
     r.add_argument("--fixed-class-order", action="store_true", default=None, help="classes 0-1, 2-3, ... instead of the seeded shuffle")
     r.add_argument("--tasks", type=int, default=None, dest="n_tasks", help="number of tasks (a divisor of 10; default 5)")
     r.add_argument("--iters-per-task", type=int, default=None, help="training iterations per task (default from the preset)")
@@ -72,21 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
     "The `cldiff` argument parser."
     import textwrap
     from cldiff.registry import STRATEGIES
-    from cldiff.runner import RUN_PRESETS
+    from cldiff.runner import PRESETS
+    from cldiff.datasets import DATASETS
+    DATASET_TITLES = {name: info.title for name, info in DATASETS.items()}
     p = argparse.ArgumentParser(prog="cldiff", description="Continual learning of diffusion models: generative replay vs generative distillation.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="train one strategy on the Split Fashion-MNIST task stream (resumes an existing --out)",
-                       description=textwrap.fill("Train a diffusion model on the 5-task class-incremental Split Fashion-MNIST stream with one "
-                                   "strategy. After every task the model, a sample grid and metrics are written to --out. "
+    r = sub.add_parser("run", help="train one strategy on the Split Fashion-MNIST (or CIFAR-10) task stream (resumes an existing --out)",
+                       description=textwrap.fill("Train a diffusion model on the 5-task class-incremental Split Fashion-MNIST stream "
+                                   "(Split CIFAR-10 with --dataset cifar10) with one strategy. After every task the model, a sample grid and metrics are written to --out. "
                                    "A run folder remembers its settings: `cldiff run --out DIR` alone continues the run in DIR after "
                                    "its last finished task, whatever strategy, preset and cldiff version made it. Options given "
                                    "beside it must agree with the folder (a preset is compared by its settings, not its name), "
                                    "else nothing is changed; evaluation and speed options may differ between resumes.", 100),
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=_strategy_epilog() +
-                              "\n\npresets:\n" + "\n".join(f"  {k:6} UNet {v['unet']}, {v['image_size']}px, batch {v['batch_size']}, "
-                                                          f"{v['iters_per_task']} iterations per task" for k, v in RUN_PRESETS.items()))
+                              "".join(f"\n\npresets ({DATASET_TITLES[d]}, --dataset {d}):\n" + "\n".join(
+                                  f"  {k:6} UNet {v['unet']}, {v['image_size']}px, batch {v['batch_size']}, {v['iters_per_task']} "
+                                  "iterations per task" for k, v in presets.items()) for d, presets in PRESETS.items()))
     r.add_argument("--strategy", default=None, choices=sorted(STRATEGIES), help="how old tasks are replayed (default: gd; an existing run folder keeps its own)")
     r.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, sample grids, metrics.json; an existing one is resumed")
     r.add_argument("--seed", type=int, default=None, help="seed of the class order, initialisation and batches (default 42)")
@@ -119,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--solver-epochs", type=int, default=0, help="epochs per task of the replay-trained classifier, 0 for none (default 0)")
     ev.add_argument("--solver-pool", type=int, default=None, help="replay images generated once per task for the classifier (default: fresh per minibatch)")
     ev.add_argument("--inception-fid", action="store_true", help="also compute the paper's Inception FID (needs cldiff[inception])")
-    ev.add_argument("--data-root", type=Path, default=None, help="folder holding FashionMNIST/raw/ (default: $CLDIFF_DATA, then ~/.cache/cldiff/data)")
+    ev.add_argument("--dataset", default=None, choices=sorted(DATASET_TITLES),
+                    help="check that the run is on this dataset (a run folder records its own; default: not checked)")
+    ev.add_argument("--data-root", type=Path, default=None, help=_DATA_ROOT_HELP)
     ev.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
 
     rep = sub.add_parser("report", help="a results table and figures from finished runs",
@@ -143,19 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/09_cli.ipynb #79968bac
-_LEARNING = ("seed", "fixed_class_order", "n_tasks", "iters_per_task", "batch_size", "lr", "ema_decay")
+_LEARNING = ("dataset", "seed", "fixed_class_order", "n_tasks", "iters_per_task", "batch_size", "lr", "ema_decay")
 _EVALUATION = ("eval_samples", "solver_epochs", "solver_pool", "inception_fid", "solver_baselines", "solver_soft_target")
 
 def _cmd_run(a) -> int:
     from cldiff.registry import all_options
     from cldiff.runner import resume_config, run, run_processes
-    from cldiff.report import run_evaluators
     overrides = {k: getattr(a, k) for k in (*_LEARNING, *_EVALUATION, *all_options())}
     # an existing run folder gives its own settings; what is given beside it must agree (checked before anything is written)
     config = resume_config(a.out, a.preset, a.strategy, **overrides)
     metrics = run(config, a.out, data_root=a.data_root, device=a.device, download=a.download, progress=not a.no_progress,
-                  precision=a.precision, compile=a.compile,
-                  evaluators=run_evaluators(config, a.data_root))
+                  precision=a.precision, compile=a.compile)   # evaluated as its config says
     if not run_processes().main: return 0    # one line from the run's processes, not one from each
     last = metrics["tasks"][-1]
     grid = a.out / f"task_{last['task']}" / "samples.png"
@@ -167,7 +176,7 @@ def _cmd_compare(a) -> int:
     from cldiff.utils import CldiffError
     from cldiff.registry import STRATEGIES, all_options
     from cldiff.runner import resume_config, run
-    from cldiff.report import load_runs, run_evaluators, summary_table, write_report
+    from cldiff.report import load_runs, summary_table, write_report
     # every config is built (and so checked) before the first run starts
     configs = {}
     for strategy in dict.fromkeys(a.strategies):
@@ -187,7 +196,7 @@ def _cmd_compare(a) -> int:
         out = a.out / name
         print(f"[{i + 1}/{len(configs)}] {name}", flush=True)
         run(config, out, data_root=a.data_root, device=a.device, download=a.download, progress=not a.no_progress,
-            precision=a.precision, compile=a.compile, evaluators=run_evaluators(config, a.data_root))
+            precision=a.precision, compile=a.compile)
         run_dirs.append(out)
     path = write_report(run_dirs, a.out / "report")
     print(summary_table(load_runs(run_dirs)))
@@ -247,12 +256,16 @@ def _cmd_evaluate(a) -> int:
     import dataclasses
     from cldiff.utils import CldiffError
     from cldiff.runner import folder_config
-    from cldiff.report import evaluate_run, run_evaluators
+    from cldiff.evaluation import build_evaluators
+    from cldiff.report import evaluate_run
     saved = folder_config(_run_folder(a.run_dir))
     if saved is None: raise CldiffError(f"{a.run_dir} is not a cldiff run folder (no config.json, no task_0/)")
+    if a.dataset is not None and a.dataset != saved.dataset:
+        raise CldiffError(f"{a.run_dir} holds a {saved.dataset} run, not {a.dataset}; nothing was evaluated (leave out --dataset, "
+                          "or give the folder of a run on it)")
     evaluation = dataclasses.replace(saved.evaluation, eval_samples=a.eval_samples, solver_epochs=a.solver_epochs,
                                      solver_pool=a.solver_pool, inception_fid=a.inception_fid)   # replace() validates
-    evaluators = run_evaluators(dataclasses.replace(saved, evaluation=evaluation), a.data_root)
+    evaluators = build_evaluators(dataclasses.replace(saved, evaluation=evaluation), a.data_root)
     if not evaluators: raise CldiffError("nothing to evaluate: give --eval-samples > 0 and/or --solver-epochs > 0")
     metrics = evaluate_run(a.run_dir, evaluators, a.device, a.data_root)
     print(f"evaluated {len(metrics['tasks'])} tasks of {a.run_dir}: {', '.join(evaluators)}")
@@ -397,7 +410,7 @@ def _finished(out: Path, config, evaluators: dict) -> bool:
     "Has the run in `out` every task trained and evaluated as `config` asks, so that its process would have nothing to do?"
     from cldiff.utils import CldiffError
     from cldiff.store import finished_tasks, task_entry, task_state
-    from cldiff.runner import needs_evaluation
+    from cldiff.evaluation import needs_evaluation
     try:
         if finished_tasks(out) < config.n_tasks: return False
         return not any(needs_evaluation(task_entry(task_state(out, j)), evaluators, config.evaluation) for j in range(config.n_tasks))
@@ -407,14 +420,15 @@ def _compare_in_processes(a, configs: dict) -> int:
     "`cldiff compare --jobs N`: every unfinished run in a `python -m cldiff.cli run` process, then a summary and the report."
     from cldiff.utils import CldiffError
     from cldiff.registry import STRATEGIES
-    from cldiff.report import load_runs, run_evaluators, summary_table, write_report
+    from cldiff.evaluation import build_evaluators
+    from cldiff.report import load_runs, summary_table, write_report
     if a.device is not None and a.devices is not None: raise CldiffError("give --device (every run) or --devices (dealt out), not both")
     slots = job_slots(a.jobs, a.devices if a.devices is not None else a.device)
     actions = build_parser()._subparsers._group_actions[0].choices["compare"]._actions
     done, commands = [], {}
     for name, config in configs.items():
         out = a.out / name
-        if _finished(out, config, run_evaluators(config, a.data_root)): done.append(name); continue
+        if _finished(out, config, build_evaluators(config, a.data_root)): done.append(name); continue
         commands[name] = [sys.executable, "-m", "cldiff.cli", "run", "--out", str(out), "--strategy", config.strategy,
                           "--seed", str(config.seed), "--no-progress", *_run_argv(a, actions, STRATEGIES[config.strategy].options)]
     try: a.out.mkdir(parents=True, exist_ok=True)

@@ -10,41 +10,17 @@ from collections import defaultdict
 from pathlib import Path
 
 from .utils import ASSETS, CldiffError, _disk_error, resolve_device, write_text_atomic
-from .data import FASHION_MNIST_CLASSES
+from .datasets import dataset_info
 from .store import finished_tasks, load_checkpoint, load_metrics, run_lock, task_dir, task_entry, task_state, update_task_entry, write_metrics
-from .runner import RunConfig, TaskContext, load_stream, with_evaluators
-from .metrics import GenerationEvaluator
-from .solver import SolverEvaluator
+from .evaluation import TaskContext, evaluator_settings, with_evaluators
+from .runner import RunConfig, load_stream
 
 # %% auto #0
-__all__ = ['METRICS', 'SHIPPED_RESULTS', 'run_evaluators', 'evaluate_run', 'metric_value', 'duplicate_runs', 'load_runs',
-           'mean_se', 'by_strategy', 'evaluation_settings', 'evaluation_notes', 'summary_table', 'plot_metrics_by_task',
-           'plot_histograms', 'plot_last_grids', 'plot_denoising_buckets', 'write_report', 'pack_runs',
-           'load_packed_runs', 'shipped_runs']
-
-# %% ../nbs/12_report.ipynb #e6e9039e
-def run_evaluators(config: RunConfig, data_root=None) -> dict:
-    "The evaluators a run's config asks for: 'generation' when eval_samples > 0, 'solver' when solver_epochs > 0."
-    ev, evaluators = config.evaluation, {}
-    if ev.eval_samples > 0:
-        evaluators["generation"] = GenerationEvaluator(ev.eval_samples, ev.sample_steps, seed=config.seed,
-                                                       inception=ev.inception_fid, data_root=data_root,
-                                                       inception_antialias=ev.inception_antialias)
-    if ev.solver_epochs > 0:
-        evaluators["solver"] = SolverEvaluator(ev.solver_epochs, ev.sample_steps, ev.solver_pool, seed=config.seed,
-                                               baselines=ev.solver_baselines, soft_target=ev.solver_soft_target)
-    return evaluators
+__all__ = ['METRICS', 'SHIPPED_RESULTS', 'evaluate_run', 'metric_value', 'duplicate_runs', 'load_runs', 'mean_se', 'by_strategy',
+           'evaluation_settings', 'evaluation_notes', 'summary_table', 'plot_metrics_by_task', 'plot_histograms',
+           'plot_last_grids', 'plot_denoising_buckets', 'write_report', 'pack_runs', 'load_packed_runs', 'shipped_runs']
 
 # %% ../nbs/12_report.ipynb #f6779d00
-def _evaluator_settings(evaluators: dict) -> dict:
-    "The evaluation settings (`EvalConfig` fields) that `evaluators` measure with, as far as they show them."
-    out = {}
-    for ev in evaluators.values():
-        if isinstance(ev, GenerationEvaluator):
-            out.update(eval_samples=ev.n_samples, sample_steps=ev.steps, inception_fid=ev.inception is not None)
-        elif isinstance(ev, SolverEvaluator): out.update(ev.settings_dict())
-    return out
-
 def evaluate_run(run_dir, evaluators: dict, device=None, data_root=None, stream=None) -> dict:
     "Run `evaluators` on every finished task's checkpoint of `run_dir`, in task order, recording the settings used in each entry; returns the updated summary."
     run_dir = Path(run_dir)
@@ -54,7 +30,7 @@ def evaluate_run(run_dir, evaluators: dict, device=None, data_root=None, stream=
     cfg = RunConfig.from_dict(metrics["config"])
     device = resolve_device(device)
     stream = stream if stream is not None else load_stream(cfg, data_root)
-    settings = _evaluator_settings(evaluators)
+    settings = evaluator_settings(evaluators)
     with run_lock(run_dir, "cldiff evaluate"):
         for k in range(done):
             model, schedule = load_checkpoint(run_dir, k, device)
@@ -212,7 +188,8 @@ def plot_histograms(runs: list[dict], path=None, ddof: int = 1) -> Path | None:
         ax.bar(range(10), [s[0] for s in stats], yerr=[s[1] or 0.0 for s in stats] if len(hs) > 1 else None,
                color=["C0" if c in seen else "C3" for c in range(10)])
         ax.axhline(1 / len(seen), color="k", lw=0.8, ls="--")
-        ax.set_xticks(range(10), [n.split("/")[0][:6] for n in FASHION_MNIST_CLASSES], rotation=90, fontsize=7)
+        names = dataset_info(hs[0][0]["config"].get("dataset", "fashion_mnist")).class_names
+        ax.set_xticks(range(10), [n.split("/")[0][:6] for n in names], rotation=90, fontsize=7)
         ax.set_title(_label(strategy, [r for r, _ in hs]), fontsize=9)
     return _finish(fig, path)
 

@@ -17,8 +17,10 @@ import torch
 from torch import Tensor
 from diffusers import UNet2DModel
 
-from .utils import CldiffError, ConfigError, autocast, check_finite, module_device, resolve_device, resolve_precision
-from .data import TaskStream, fashion_mnist_tasks, random_batches
+from .utils import (CldiffError, ConfigError, autocast, check_finite, grad_scaler, module_device, resolve_device,
+                          resolve_precision)
+from .data import TaskStream, random_batches
+from .datasets import DATASETS, dataset_info, dataset_tasks
 from .schedules import NoiseSchedule, paper_schedule
 from .unet import UNET_PRESETS, make_unet
 from .train import denoising_mse, fit, make_optimizer, noise_images
@@ -28,65 +30,17 @@ from .store import (finished_tasks, heal_run, is_run_dir, load_checkpoint, load_
 from .registry import STRATEGIES, all_options, make_strategy, resolve_options, strategy_class
 from .replay import Strategy, frozen_copy
 from . import replay, distillation
+from .evaluation import (EVAL_FIELDS, EvalConfig, TaskContext, TaskEvaluator, _at_least, build_evaluators, eval_config,
+                               needs_evaluation, with_evaluators)
 
 BUILTIN_STRATEGY_MODULES = (replay, distillation)   # importing them registers the built-in strategies
 
 # %% auto #0
-__all__ = ['BUILTIN_STRATEGY_MODULES', 'RUN_PRESETS', 'Evaluator', 'EvalConfig', 'RunConfig', 'run_config', 'Processes',
+__all__ = ['BUILTIN_STRATEGY_MODULES', 'RUN_PRESETS', 'CIFAR10_PRESETS', 'PRESETS', 'RunConfig', 'run_config', 'Processes',
            'run_processes', 'shard_seed', 'shard_options', 'RunConfigMismatch', 'task_seed', 'load_stream',
-           'train_task', 'TaskContext', 'evaluate_task', 'folder_config', 'check_run_dir', 'resume_config',
-           'check_memory', 'with_evaluators', 'needs_evaluation', 'run']
+           'train_task', 'evaluate_task', 'folder_config', 'check_run_dir', 'resume_config', 'check_memory', 'run']
 
 # %% ../nbs/08_runner.ipynb #83b98077
-def _at_least(problems: list, obj, names, low: int, note: str = "") -> None:
-    for name in names:
-        v = getattr(obj, name)
-        if isinstance(v, bool) or not isinstance(v, int): problems.append(f"{name} must be a whole number, got {v!r}")
-        elif v < low: problems.append(f"{name} must be at least {low}{note}, got {v}")
-
-@dataclass
-class EvalConfig:
-    "How a run is evaluated after every task (may change when a run is resumed)."
-    sample_steps: int = 10            # the evaluation sampler (the paper: 10 for Fashion-MNIST)
-    grid_samples: int = 64
-    diagnostic_images: int = 200      # held-out test images per seen task for the denoising diagnostic
-    diagnostic_buckets: int = 10
-    eval_samples: int = 0             # generated images for FID/KID/KLD after every task (0: off; the paper: 10,000)
-    solver_epochs: int = 0            # epochs per task of the replay-trained classifier (0: off; the paper: 20)
-    solver_pool: int | None = None    # replay images generated once per task for the classifier (None: fresh per minibatch)
-    inception_fid: bool = False       # also the paper's Inception FID (needs its weights; slow on a CPU)
-    inception_antialias: bool = True  # resize to 299 px with antialiasing (torchmetrics >= 1.8); False: as torch-fidelity and the authors
-    solver_baselines: str = "real"    # fine-tuning/joint runs' classifier: real data only, as the paper ("replay": from their models)
-    solver_soft_target: str = "teacher"   # replay soft labels: the usual direction, or "authors" (their code's reversed form)
-
-    def __post_init__(self):
-        problems = []
-        _at_least(problems, self, ("sample_steps", "grid_samples", "diagnostic_images", "diagnostic_buckets"), 1)
-        _at_least(problems, self, ("eval_samples", "solver_epochs"), 0, " (0 turns it off)")
-        if not problems and 0 < self.eval_samples < 4: problems.append(f"eval_samples must be 0 (off) or at least 4 for FID/KID, got {self.eval_samples}")
-        if not problems and self.sample_steps > 1000: problems.append(f"sample_steps must be at most 1000 (the schedule's timesteps), got {self.sample_steps}")
-        if not problems and self.diagnostic_buckets > 1000: problems.append(f"diagnostic_buckets must be at most 1000, got {self.diagnostic_buckets}")
-        if self.solver_baselines not in ("real", "replay"):
-            problems.append(f"solver_baselines must be 'real' or 'replay', got {self.solver_baselines!r}")
-        if self.solver_soft_target not in ("teacher", "authors"):
-            problems.append(f"solver_soft_target must be 'teacher' or 'authors', got {self.solver_soft_target!r}")
-        if self.solver_pool is not None: _at_least(problems, self, ("solver_pool",), 1, " (leave it out for fresh replay)")
-        for name in ("inception_fid", "inception_antialias"):
-            if not isinstance(getattr(self, name), bool): problems.append(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if problems: raise ConfigError("invalid evaluation settings: " + "; ".join(problems))
-
-    def to_dict(self) -> dict: return dataclasses.asdict(self)
-
-_EVAL_FIELDS = {f.name for f in dataclasses.fields(EvalConfig)}
-
-def _eval_config(d) -> EvalConfig:
-    "An `EvalConfig` from a dict of its fields; an unknown name is a `ConfigError`, never silently dropped."
-    if isinstance(d, EvalConfig): return d
-    if not isinstance(d, dict): raise ConfigError(f"evaluation must be a dict of evaluation settings, got {d!r}")
-    unknown = sorted(set(d) - _EVAL_FIELDS)
-    if unknown: raise ConfigError(f"unknown evaluation setting(s) {', '.join(map(repr, unknown))}; the settings are {', '.join(sorted(_EVAL_FIELDS))}")
-    return EvalConfig(**d)
-
 def _number(problems: list, name: str, v) -> float | None:
     "`v` if it is a finite number (not a bool or a string), else None with the problem noted."
     if isinstance(v, bool) or not isinstance(v, (int, float)): problems.append(f"{name} must be a number, got {v!r}"); return None
@@ -98,6 +52,7 @@ class RunConfig:
     "Everything that decides what a run learns (checked on resume), and how it is evaluated (`evaluation`)."
     strategy: str = "gd"
     preset: str = "micro"
+    dataset: str = "fashion_mnist"    # the benchmark (cldiff.datasets); folders written before it existed are Fashion-MNIST
     unet: str = "micro"
     image_size: int = 28
     n_tasks: int = 5
@@ -112,13 +67,15 @@ class RunConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
-        self.evaluation = _eval_config(self.evaluation)
+        self.evaluation = eval_config(self.evaluation)
         problems = []
-        for name in ("strategy", "unet", "preset"):
+        for name in ("strategy", "unet", "preset", "dataset"):
             if not isinstance(getattr(self, name), str): problems.append(f"{name} must be a name (a string), got {getattr(self, name)!r}")
         if problems: raise ConfigError("invalid run configuration: " + "; ".join(problems))
         if self.strategy not in STRATEGIES:
             problems.append(f"strategy {self.strategy!r} is unknown (choose one of {', '.join(sorted(STRATEGIES))})")
+        try: dataset_info(self.dataset)
+        except ConfigError as e: problems.append(str(e))
         if self.unet not in UNET_PRESETS:
             problems.append(f"unet {self.unet!r} is unknown (choose one of {', '.join(sorted(UNET_PRESETS))})")
         if not isinstance(self.fixed_class_order, bool):
@@ -156,7 +113,7 @@ class RunConfig:
         d = dict(d)
         nested = d.pop("evaluation", {})
         if not isinstance(nested, dict): raise ConfigError(f"evaluation must be a dict of evaluation settings, got {nested!r}")
-        evaluation = {**{k: d.pop(k) for k in list(d) if k in _EVAL_FIELDS}, **nested}
+        evaluation = {**{k: d.pop(k) for k in list(d) if k in EVAL_FIELDS}, **nested}
         known = {f.name for f in dataclasses.fields(cls)}
         legacy = {k: d.pop(k) for k in list(d) if k not in known}   # cldiff 0.1: replay_lambda, teacher_steps, ... at top level
         # cldiff 0.1 wrote every strategy's options flat; a name that is no setting and no option is a mistake
@@ -168,7 +125,7 @@ class RunConfig:
         options = d.pop("strategy_options", {})
         if not isinstance(options, dict): raise ConfigError(f"strategy_options must be a dict, got {options!r}")
         options = {**{k: v for k, v in legacy.items() if k in declared}, **options}
-        return cls(**d, strategy_options=options, evaluation=_eval_config(evaluation))
+        return cls(**d, strategy_options=options, evaluation=eval_config(evaluation))
 
 RUN_PRESETS: dict[str, dict] = {
     "paper": dict(unet="paper", image_size=32, iters_per_task=9375, batch_size=128,
@@ -186,23 +143,45 @@ RUN_PRESETS: dict[str, dict] = {
                  evaluation=dict(grid_samples=8, diagnostic_images=8, diagnostic_buckets=4, sample_steps=2)),
 }
 
-def run_config(preset: str = "micro", strategy: str = "gd", **overrides) -> RunConfig:
-    "A `RunConfig` from a preset, with fields, strategy options or evaluation settings overridden (None values are ignored)."
-    if preset not in RUN_PRESETS:
-        raise ConfigError(f"unknown run preset {preset!r}; choose one of {', '.join(sorted(RUN_PRESETS))}")
-    base = dict(RUN_PRESETS[preset])
+# Split CIFAR-10's presets. `paper` is the authors' CIFAR-10 experiment (cldiff.datasets: their batch 64, 200 epochs per
+# task, the 35.7 M UNet, the replay weights GD 0.75, LwF 1.25, Gaussian 8, GR 1, 20 evaluation steps); the others keep
+# those weights, as nothing smaller has been tuned on CIFAR-10
+_CIFAR10 = DATASETS["cifar10"].paper_preset()
+_CIFAR10_LAMBDAS = _CIFAR10["strategy_options"]
+CIFAR10_PRESETS: dict[str, dict] = {
+    "paper": dict(_CIFAR10, evaluation=dict(_CIFAR10["evaluation"], diagnostic_images=1000, eval_samples=10000, solver_epochs=20,
+                                            inception_fid=True, inception_antialias=False)),
+    # sized for a free Colab T4: the colab UNet with 3 channels, 2,400 iterations of 64 (+64 replay) per task, as many
+    # images as the Fashion-MNIST colab preset's 1,200 of 128; its time on a T4 is an estimate (see the datasets lesson)
+    "colab": dict(unet="colab", image_size=32, iters_per_task=2400, batch_size=64, strategy_options=_CIFAR10_LAMBDAS,
+                  evaluation=dict(sample_steps=20, diagnostic_images=500, eval_samples=2000, solver_epochs=5)),
+    # the Fashion-MNIST tiny preset's size, in colour: runs on a CPU (no results are claimed for it)
+    "tiny": dict(unet="tiny", image_size=16, iters_per_task=500, batch_size=32, strategy_options=_CIFAR10_LAMBDAS,
+                 evaluation=dict(sample_steps=20, diagnostic_images=200, eval_samples=2000, solver_epochs=0)),
+    "test": dict(RUN_PRESETS["test"]),
+}
+PRESETS = {"fashion_mnist": RUN_PRESETS, "cifar10": CIFAR10_PRESETS}   # dataset -> its run presets
+
+def run_config(preset: str = "micro", strategy: str = "gd", dataset: str | None = None, **overrides) -> RunConfig:
+    """A `RunConfig` from a preset of `dataset` (None: Fashion-MNIST), with fields, strategy options or evaluation
+    settings overridden (None values are ignored)."""
+    dataset = dataset_info("fashion_mnist" if dataset is None else dataset).name
+    presets = PRESETS[dataset]
+    if preset not in presets:
+        raise ConfigError(f"unknown run preset {preset!r} for {DATASETS[dataset].title}; choose one of {', '.join(sorted(presets))}")
+    base = dict(presets[preset])
     declared = strategy_class(strategy).options
     # preset-level option defaults apply only to the strategies that have the option; a strategy's name holds its own
     preset_options = base.pop("strategy_options", {})
     options = {k: v for k, v in preset_options.items() if k in declared}
     options.update(preset_options.get(strategy, {}))
     evaluation = dict(base.pop("evaluation", {}))
-    values = dict(base, preset=preset, strategy=strategy)
+    values = dict(base, preset=preset, strategy=strategy, dataset=dataset)
     learning = {f.name for f in dataclasses.fields(RunConfig)} - {"strategy_options", "evaluation"}
     for k, v in overrides.items():
         if v is None: continue
         if k in learning: values[k] = v
-        elif k in _EVAL_FIELDS: evaluation[k] = v
+        elif k in EVAL_FIELDS: evaluation[k] = v
         else: options[k] = v     # a strategy option: resolve_options refuses it if the strategy lacks it
     return RunConfig(**values, strategy_options=options, evaluation=EvalConfig(**evaluation))
 
@@ -277,9 +256,9 @@ def task_seed(seed: int, k: int) -> int:
     return seed * 1000 + k
 
 def load_stream(config: RunConfig, data_root=None, download: bool | None = None) -> TaskStream:
-    "The task stream a config describes: real Fashion-MNIST at its image size, in its class order."
-    return fashion_mnist_tasks(data_root, config.n_tasks, None if config.fixed_class_order else config.seed,
-                               image_size=config.image_size, download=download)
+    "The task stream a config describes: its dataset's real images at its image size, in its class order."
+    return dataset_tasks(config.dataset, data_root, config.n_tasks, None if config.fixed_class_order else config.seed,
+                         image_size=config.image_size, download=download)
 
 def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strategy, stream: TaskStream, k: int,
                schedule: NoiseSchedule, config: RunConfig, progress: bool = True,
@@ -287,7 +266,8 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
                compile: bool = False, processes: Processes | None = None) -> dict:
     """Train `model` on task `k` with `strategy` (on the model's device); returns timing and loss statistics.
 
-    `precision` 'bf16' runs the networks under bf16 autocast ('auto': where the hardware has it); `compile` runs the
+    `precision` 'bf16' runs the networks under bf16 autocast ('auto': where the hardware has it), 'fp16' under float16
+    autocast with a loss scaler (`grad_scaler`; for GPUs without fast bf16, a T4); `compile` runs the
     student's training step through `torch.compile` (with CUDA graphs on a GPU), and the teacher's forward passes (replay
     samples, distillation targets) through it without CUDA graphs. Both change speed, not the method.
 
@@ -305,6 +285,8 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
     g = torch.Generator().manual_seed(shard_seed(config.seed, k, processes.index))
     images, _ = strategy.training_data(stream, k)
     batches = random_batches(len(images), config.batch_size // processes.count, g)
+    info = dataset_info(config.dataset)
+    augment = lambda x: info.augment_train_batch(x, g)
     cuda = device.type == "cuda"
     # the student the loss sees: the model itself, or a compiled view of it sharing its parameters
     net = processes.wrap(model)
@@ -317,7 +299,8 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
         nonlocal replay_seconds
         if compile and cuda: torch.compiler.cudagraph_mark_step_begin()
         with autocast(device, precision):
-            current = noise_images(images[next(batches)].to(device), schedule, g)
+            # the dataset's training augmentation (CIFAR-10's random flips; none for Fashion-MNIST, whose draws stay as they were)
+            current = noise_images(augment(images[next(batches)]).to(device), schedule, g)
             if cuda: start_ev, end_ev = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True); start_ev.record()
             else: r0 = time.perf_counter()
             replay = strategy.replay_batch(current, teacher_net, schedule, k, g)
@@ -333,7 +316,8 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
         optimizer.register_step_post_hook(lambda *_: ema.step(model.parameters()))
     start = time.perf_counter()
     logs = fit(model, loss_at, strategy.iterations(config.iters_per_task, k), optimizer, config.max_grad_norm, progress and processes.main,
-               f"task {k + 1}/{len(stream)} [{config.strategy}]", None if on_step is None else lambda i, p: on_step(k, i, p))
+               f"task {k + 1}/{len(stream)} [{config.strategy}]", None if on_step is None else lambda i, p: on_step(k, i, p),
+               scaler=grad_scaler(device, precision))
     if ema is not None: ema.copy_to(model.parameters())
     if cuda: torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -347,21 +331,6 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
             "loss_curve": [round(sum(p["loss"] for p in logs[j:j + 10]) / len(logs[j:j + 10]), 5) for j in range(0, len(logs), 10)]}
 
 # %% ../nbs/08_runner.ipynb #fea0f772
-@dataclass
-class TaskContext:
-    "What an evaluator receives after task `k`: the model (on its device) with its schedule, the stream and the run."
-    model: UNet2DModel
-    schedule: NoiseSchedule
-    stream: TaskStream
-    k: int
-    run_dir: Path
-    config: RunConfig
-
-    @property
-    def device(self) -> torch.device: return module_device(self.model)
-
-Evaluator = Callable[[TaskContext], dict]
-
 def evaluate_task(model: UNet2DModel, stream: TaskStream, k: int, schedule: NoiseSchedule, evaluation: EvalConfig,
                   seed: int = 0) -> tuple[dict, Tensor]:
     "Sample grid images and the denoising diagnostic on every task seen so far."
@@ -435,15 +404,15 @@ def resume_config(out, preset: str | None = None, strategy: str | None = None, *
     if strategy is not None and strategy != saved.strategy:
         raise RunConfigMismatch(f"{out} holds a run with a different configuration (strategy: {saved.strategy!r} in the folder vs "
                                 f"{strategy!r} now). Nothing was changed. `cldiff run --out {out}` alone resumes it; or choose a new --out folder.")
-    if preset is not None:   # the preset's fields, compared with the folder's below
-        config = run_config(preset, saved.strategy, **overrides)
+    if preset is not None:   # the preset's fields (of the folder's dataset unless one is given), compared with the folder's below
+        config = run_config(preset, saved.strategy, **{**overrides, "dataset": overrides.get("dataset") or saved.dataset})
     else:
         values = saved.to_dict()
         learning = {f.name for f in dataclasses.fields(RunConfig)} - {"strategy_options", "evaluation"}
         for k, v in overrides.items():
             if v is None: continue
             if k in learning: values[k] = v
-            elif k in _EVAL_FIELDS: values["evaluation"][k] = v
+            elif k in EVAL_FIELDS: values["evaluation"][k] = v
             else: values["strategy_options"][k] = v   # resolve_options refuses an option the strategy lacks
         config = RunConfig(**values)
     check_run_dir(out, config)
@@ -484,40 +453,21 @@ def _check_training_memory(config: RunConfig, device) -> None:
     # a lower bound of one iteration: the current and replay images, and the first layer's activations the backward pass keeps
     replay = config.strategy_options.get("replay_size") or config.batch_size
     pixels = config.image_size ** 2
-    per_image = 4 * pixels * (UNET_PRESETS[config.unet].get("in_channels", 1) + UNET_PRESETS[config.unet]["block_out_channels"][0])
+    per_image = 4 * pixels * (DATASETS[config.dataset].channels + UNET_PRESETS[config.unet]["block_out_channels"][0])
     check_memory(config.batch_size + replay, per_image, device, f"a batch of {config.batch_size} + {replay} replay images",
                  "give a smaller --replay-size or --batch-size")
-
-def with_evaluators(evaluators: dict, ctx: TaskContext, entry: dict) -> dict:
-    "A task's metrics entry with every evaluator's result added, and the seconds each took under `eval_seconds`."
-    entry = dict(entry, eval_seconds=dict(entry.get("eval_seconds", {})))
-    for name, fn in evaluators.items():
-        start = time.perf_counter()
-        entry[name] = fn(ctx)
-        entry["eval_seconds"][name] = round(time.perf_counter() - start, 2)
-    return entry
 
 def _evaluate(evaluators: dict, ctx: TaskContext, entry: dict) -> dict:
     return with_evaluators(evaluators, ctx, dict(entry, evaluation=ctx.config.evaluation.to_dict()))
 
-# the settings of the built-in grid and denoising diagnostic, which are not redone for finished tasks
-_DIAGNOSTIC_FIELDS = {"grid_samples", "diagnostic_images", "diagnostic_buckets"}
-
-def needs_evaluation(entry: dict, evaluators: dict, evaluation: EvalConfig) -> bool:
-    "Does a finished task's entry lack a result of `evaluators`, or hold results made with other evaluation settings?"
-    if not evaluators: return False
-    if any(name not in entry for name in evaluators): return True
-    recorded = entry.get("evaluation")
-    if recorded is None: return False     # results from before entries recorded their settings: kept
-    now = evaluation.to_dict()
-    return any(recorded.get(k, now[k]) != now[k] for k in now if k not in _DIAGNOSTIC_FIELDS)
-
 def run(config: RunConfig | None, out, data_root=None, device=None, download: bool | None = None, progress: bool = True,
-        evaluators: dict[str, Evaluator] | None = None, stream: TaskStream | None = None,
+        evaluators: dict[str, TaskEvaluator] | None = None, stream: TaskStream | None = None,
         on_step: Callable[[int, int, dict], None] | None = None, precision: str = "auto", compile: bool = False) -> dict:
     """Train on the task stream with one strategy, saving and evaluating after every task; resumes `out`.
 
-    `config` None resumes the run in `out` with its own configuration (`folder_config`). Finished tasks whose
+    `config` None resumes the run in `out` with its own configuration (`folder_config`). The run is evaluated as its
+    config says (`build_evaluators`: FID/KID/KLD when `eval_samples` > 0, the classifier when `solver_epochs` > 0)
+    unless `evaluators` is given, which then replaces them (`{}`: only the grid and denoising diagnostic). Finished tasks whose
     recorded evaluation lacks one of `evaluators` or used other evaluation settings are evaluated again first.
     `precision` and `compile` are speed settings of the training (see `train_task`); like the device they may
     differ between resumes, and each task records what it used. Evaluation always runs in float32.
@@ -525,13 +475,15 @@ def run(config: RunConfig | None, out, data_root=None, device=None, download: bo
     Started as several processes (`run_processes`, e.g. `accelerate launch --multi_gpu --num_processes N -m cldiff.cli
     run ...`), the processes share each batch (`train_task`); only the main one takes the lock, writes the folder and
     evaluates, while the others wait for it. Each task records the number of processes; a folder resumes with any number."""
-    out, evaluators = Path(out), dict(evaluators or {})
+    out = Path(out)
     # everything is checked before anything is written
     _check_out(out)
     if config is None:
         config = folder_config(out)
         if config is None: raise ConfigError(f"{out} holds no run to resume; pass a RunConfig, e.g. run_config('tiny', 'gd')")
     check_run_dir(out, config)
+    # built before any training, so a missing Inception install or a bad setting fails first
+    evaluators = build_evaluators(config, data_root) if evaluators is None else dict(evaluators)
     processes = run_processes()
     if processes.count > 1:
         if compile: raise ConfigError("--compile is not supported with several processes yet; leave it out")
@@ -558,7 +510,10 @@ def run(config: RunConfig | None, out, data_root=None, device=None, download: bo
             write_config(out, config.to_dict())
         processes.wait()
         done = finished_tasks(out)            # the store refuses a gap: training a missing task again would overwrite later ones
-        if done == 0: model, schedule = make_unet(config.unet, seed=config.seed, sample_size=config.image_size), paper_schedule()
+        if done == 0:
+            channels = DATASETS[config.dataset].channels
+            model = make_unet(config.unet, seed=config.seed, sample_size=config.image_size, in_channels=channels, out_channels=channels)
+            schedule = paper_schedule()
         else: model, schedule = load_checkpoint(out, done - 1, device)   # verified; trained on with the schedule it was saved with
         model.to(device)
         for j in range(done): strategy.end_task(stream, j)      # rebuild what strategies remember (ER's buffer)

@@ -136,7 +136,7 @@ def train_solver_sequence(stream: TaskStream, mode: str = "replay", generators: 
         raise ValueError(f"unknown solver mode {mode!r}; choose finetune, joint or replay")
     if mode == "replay" and generators is None: raise ValueError("replay needs `generators`: task index -> diffusion model")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed); solver = Solver()
+        torch.manual_seed(seed); solver = Solver(in_channels=stream[0].train_images.shape[1])
     acc, seen = [], []
     for k in range(len(stream)):
         previous = copy.deepcopy(solver).eval().requires_grad_(False) if k > 0 else None
@@ -161,7 +161,7 @@ class SolverEvaluator:
         "'replay', or for fine-tuning and joint runs with real baselines 'finetune' / 'joint' (real data only)."
         return SOLVER_BASELINES.get(strategy, "replay") if self.baselines == "real" else "replay"
 
-    def settings_dict(self) -> dict:
+    def settings(self) -> dict:
         "The evaluation settings (`EvalConfig` fields) this evaluator trains with."
         return {"solver_epochs": self.epochs, "solver_pool": self.replay_pool, "sample_steps": self.replay_steps,
                 "solver_baselines": self.baselines, "solver_soft_target": self.kwargs.get("soft_target", "teacher")}
@@ -192,7 +192,7 @@ class SolverEvaluator:
         k, run_dir, mode = ctx.k, Path(ctx.run_dir), self.mode(ctx.config.strategy)
         keys = []
         for j in range(k + 1): keys.append(self._key(ctx, mode, j, keys[-1] if keys else None))
-        with torch.random.fork_rng(devices=[]): torch.manual_seed(self.seed); solver = Solver()
+        with torch.random.fork_rng(devices=[]): torch.manual_seed(self.seed); solver = Solver(in_channels=ctx.stream[0].train_images.shape[1])
         # continue from the newest saved state made exactly this way; train the tasks after it again
         start, acc = 0, []
         for j in range(k - 1, -1, -1):
@@ -201,7 +201,7 @@ class SolverEvaluator:
                 break
         for j in range(start, k + 1):
             acc = self._train(ctx, mode, j, solver, acc)
-            save_solver_state(run_dir, j, solver.state_dict(), {"key": keys[j], "settings": self.settings_dict(),
+            save_solver_state(run_dir, j, solver.state_dict(), {"key": keys[j], "settings": self.settings(),
                                                                  "mode": mode, "task_accuracies": acc})
         return {"mode": mode, "seen_accuracy": seen_accuracy(solver, ctx.stream, k), "task_accuracies": acc[-1],
-                "forgetting": forgetting(acc), "settings": self.settings_dict(), "retrained_tasks": list(range(start, k))}
+                "forgetting": forgetting(acc), "settings": self.settings(), "retrained_tasks": list(range(start, k))}

@@ -60,13 +60,17 @@ def make_optimizer(model: torch.nn.Module, lr: float = 2e-4) -> torch.optim.Opti
     return torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor,
-                   max_grad_norm: float | None = 1.0) -> Tensor:
-    "Backpropagate `loss`, clip the gradient norm, step; returns the norm before clipping (a 0-d tensor: reading it waits for the device)."
+                   max_grad_norm: float | None = 1.0, scaler=None) -> Tensor:
+    """Backpropagate `loss`, clip the gradient norm, step; returns the norm before clipping (a 0-d tensor: reading it
+    waits for the device). With a `scaler` (`grad_scaler`, float16 training) the loss is scaled for the backward pass
+    and the gradients unscaled before they are clipped; a step whose gradients overflowed is skipped (its norm is inf)."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if scaler is None else scaler.scale(loss)).backward()
+    if scaler is not None: scaler.unscale_(optimizer)     # clip the true gradients, not the scaled ones
     if max_grad_norm: norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     else: norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
-    optimizer.step()
+    if scaler is None: optimizer.step()
+    else: scaler.step(optimizer); scaler.update()
     return norm.detach()
 
 # %% ../nbs/04_train.ipynb #3ed90656
@@ -76,11 +80,12 @@ class NonFiniteLoss(CldiffError):
 def fit(model: torch.nn.Module, loss_at: Callable[[int], tuple[Tensor, dict]], iters: int,
         optimizer: torch.optim.Optimizer, max_grad_norm: float | None = 1.0, progress: bool = True,
         desc: str = "train", on_step: Callable[[int, dict], None] | None = None,
-        read_every: int | None = None) -> list[dict]:
+        read_every: int | None = None, scaler=None) -> list[dict]:
     """Take `iters` optimiser steps on `loss_at(i) -> (loss, logged parts)`; returns the parts of every step as floats.
 
     Losses stay on the device and are read back every `read_every` steps (default: every step on a CPU, every 25
-    on a GPU), because reading a value waits for the device and stops it from queueing the next step's work."""
+    on a GPU), because reading a value waits for the device and stops it from queueing the next step's work. A
+    `scaler` (float16 training) goes to every `optimizer_step`."""
     model.train()
     if read_every is None: read_every = 25 if module_device(model).type == "cuda" else 1
     logs: list[dict] = []
@@ -97,7 +102,7 @@ def fit(model: torch.nn.Module, loss_at: Callable[[int], tuple[Tensor, dict]], i
     bar = progress_bar(range(iters), iters, desc, progress)
     for i in bar:
         loss, parts = loss_at(i)
-        pending.append((i, {"loss": loss.detach(), **parts, "grad_norm": optimizer_step(model, optimizer, loss, max_grad_norm)}))
+        pending.append((i, {"loss": loss.detach(), **parts, "grad_norm": optimizer_step(model, optimizer, loss, max_grad_norm, scaler)}))
         if len(pending) >= read_every or i == iters - 1:
             read_back()
             if progress: bar.set_postfix(loss=f"{sum(p['loss'] for p in logs[-10:]) / len(logs[-10:]):.4f}")

@@ -25,10 +25,10 @@ except ImportError: fcntl = None   # Windows: an exclusive-create lock file inst
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'CPU_BF16_MEASURED_FASTER', 'TMP_MARK', 'ASSETS', 'CldiffError', 'ConfigError', 'check_finite',
-           'resolve_device', 'module_device', 'fast_bf16', 'resolve_precision', 'autocast', 'progress_bar',
-           'temporary_path', 'is_temporary', 'fsync_tree', 'atomic_path', 'write_text_atomic', 'write_json_atomic',
-           'save_torch', 'save_torch_atomic', 'replace_dir', 'read_json', 'remove_temporaries', 'FolderLocked',
-           'folder_lock', 'default_cache_dir', 'on_colab']
+           'resolve_device', 'module_device', 'fast_bf16', 'resolve_precision', 'autocast', 'grad_scaler',
+           'progress_bar', 'temporary_path', 'is_temporary', 'fsync_tree', 'atomic_path', 'write_text_atomic',
+           'write_json_atomic', 'save_torch', 'save_torch_atomic', 'replace_dir', 'read_json', 'remove_temporaries',
+           'FolderLocked', 'folder_lock', 'default_cache_dir', 'on_colab']
 
 # %% ../nbs/00_utils.ipynb #8dc6c385
 class CldiffError(Exception):
@@ -70,7 +70,7 @@ def module_device(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 # %% ../nbs/00_utils.ipynb #ad1956a6
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 def _cpu_flags() -> set[str]:
     try:
@@ -93,20 +93,31 @@ def fast_bf16(device: torch.device, cpu_flags: set[str] | None = None) -> bool:
     return False
 
 def resolve_precision(precision: str, device) -> str:
-    "'fp32' or 'bf16': `precision` itself, or for 'auto' bf16 where it was measured to pay (see `fast_bf16`)."
+    """'fp32', 'bf16' or 'fp16': `precision` itself, or for 'auto' bf16 where it was measured to pay (see `fast_bf16`),
+    else fp32. fp16 is never chosen by 'auto': it is for GPUs without fast bf16 (a T4), asked for by name."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "auto": return "bf16" if fast_bf16(device) else "fp32"
-    if precision == "bf16" and torch.device(device).type == "mps":
-        raise ConfigError("bf16 autocast is not supported on mps; use --precision fp32")
+    if precision in ("bf16", "fp16") and torch.device(device).type == "mps":
+        raise ConfigError(f"{precision} autocast is not supported on mps; use --precision fp32")
     return precision
 
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
 def autocast(device, precision: str = "fp32"):
-    "A context that runs the network's heavy operations in bfloat16 when `precision` is 'bf16' (else does nothing)."
+    "A context that runs the network's heavy operations in bfloat16 ('bf16') or float16 ('fp16'); in 'fp32' it does nothing."
     device = torch.device(device)
+    precision = resolve_precision(precision, device)
     # no autocast object at all in fp32: a disabled one still refuses device types it does not know
-    if resolve_precision(precision, device) != "bf16": return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision not in _AUTOCAST_DTYPES: return nullcontext()
+    return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+def grad_scaler(device, precision: str = "fp32"):
+    """The loss scaler float16 training needs (`torch.amp.GradScaler`: float16's small range would round small
+    gradients to zero, so the loss is multiplied before the backward pass and the gradients divided after, and a step
+    whose gradients overflowed is skipped); None in fp32 and bf16, which have float32's range."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type) if resolve_precision(precision, device) == "fp16" else None
 
 # %% ../nbs/00_utils.ipynb #a6fa719b
 def progress_bar(iterable, total: int | None = None, desc: str | None = None, enabled: bool = True):

@@ -171,3 +171,91 @@ def test_paper_settings():
     assert p["strategy_options"]["gd"] == {"replay_lambda": 0.75} and fm.defaults.replay_lambda["gd"] == 3.0
     from cldiff.unet import UNET_PRESETS
     assert UNET_PRESETS[p["unet"]]["in_channels"] == cf.channels and UNET_PRESETS[fm.defaults.unet]["in_channels"] == fm.channels
+
+
+def _png_mode(path) -> str:
+    from PIL import Image
+    with Image.open(path) as im: return im.mode
+
+
+def test_a_cifar10_test_run_goes_through_everything(tmp_path, monkeypatch, capsys):
+    """`cldiff run --dataset cifar10 --preset test` with every strategy on the stand-in, then the solver, FID/KID/KLD,
+    `sample`, `evaluate`, `report` and the player on the runs: 3-channel images all the way, and bad input refused."""
+    import json
+    from cldiff.cli import main
+    from cldiff.runner import STRATEGIES          # importing the runner registers every built-in strategy
+    from cldiff.store import finished_tasks
+    from cldiff.viz import run_trajectories, trajectory_player, save_trajectories, load_trajectories
+    root = tmp_path / "data"
+    trust_standin(monkeypatch, write_cifar10_standin(root, train_per_class=5, test_per_class=2))
+    runs = tmp_path / "runs"
+    common = ["--dataset", "cifar10", "--preset", "test", "--data-root", str(root), "--no-progress"]
+    assert {"gd", "gr", "finetune", "joint", "nigd", "sggd"} <= set(STRATEGIES)
+    for s in sorted(STRATEGIES):
+        evaluation = ["--eval-samples", "8", "--solver-epochs", "1"] if s in ("gd", "finetune") else []
+        assert main(["run", "--strategy", s, "--out", str(runs / s), *common, *evaluation]) == 0, capsys.readouterr().err
+        config = json.loads((runs / s / "config.json").read_text())
+        assert config["dataset"] == "cifar10" and finished_tasks(runs / s) == 5
+        assert torch.load(runs / s / "task_4" / "samples.pt").shape[1] == 3
+    gd = json.loads((runs / "gd" / "metrics.json").read_text())["tasks"][-1]
+    assert torch.isfinite(torch.tensor([gd["generation"]["fid"], gd["generation"]["kid"], gd["generation"]["kld"]])).all()
+    assert gd["generation"]["classifier"]["dataset"] == "cifar10" and 0 < gd["generation"]["classifier"]["test_accuracy"] <= 1
+    assert gd["solver"]["mode"] == "replay" and len(gd["solver"]["task_accuracies"]) == 5
+    assert list((root / "cldiff").glob("cifar10_classifier_v*.pt")), "the CIFAR-10 classifier is cached beside the data"
+
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(runs / "gd"), "--n", "4", "--steps", "2", "--out", str(grid)]) == 0
+    assert _png_mode(grid) == "RGB"
+    assert main(["evaluate", str(runs / "gr"), "--eval-samples", "8", "--data-root", str(root)]) == 0
+    assert "generation" in json.loads((runs / "gr" / "metrics.json").read_text())["tasks"][-1]
+    assert main(["report", str(runs / "gd"), str(runs / "gr"), "--out", str(tmp_path / "report")]) == 0
+    assert "| gd |" in (tmp_path / "report" / "report.md").read_text()
+
+    trajectories = run_trajectories([runs / "gd", runs / "gr"], n=2, steps=2)
+    assert trajectories["gd"][4].x_t.shape[2] == 3
+    again = load_trajectories(save_trajectories(trajectories, tmp_path / "traj.pt"))
+    assert again["gd"][4].x_t.shape == trajectories["gd"][4].x_t.shape
+    assert "data:image/png;base64," in trajectory_player(trajectories).html
+    capsys.readouterr()
+
+    # bad input: one line, nothing written
+    before = (runs / "gd" / "metrics.json").read_text()
+    assert main(["run", "--out", str(runs / "gd"), "--dataset", "fashion_mnist"]) == 2
+    assert main(["evaluate", str(runs / "gd"), "--dataset", "fashion_mnist", "--data-root", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "dataset: 'cifar10' in the folder vs 'fashion_mnist' now" in err[0], err
+    assert "holds a cifar10 run, not fashion_mnist" in err[1]
+    assert (runs / "gd" / "metrics.json").read_text() == before
+    assert main(["run", "--out", str(tmp_path / "new"), "--dataset", "cifar10", "--preset", "micro"]) == 2
+    assert "unknown run preset 'micro' for CIFAR-10; choose one of colab, paper, test, tiny" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(SystemExit):
+        main(["run", "--out", str(tmp_path / "new"), "--dataset", "nonsense"])
+    assert "invalid choice: 'nonsense'" in capsys.readouterr().err
+
+
+def test_a_fashion_mnist_folder_is_refused_as_cifar10(tmp_path, capsys):
+    "CIFAR-10 settings on a Fashion-MNIST run folder (here the shipped cldiff 0.1 fixture): one line, nothing changed."
+    import shutil
+    from cldiff.cli import main
+    from cldiff.utils import ASSETS
+    run = tmp_path / "old"
+    shutil.copytree(ASSETS / "fixtures" / "run_v0.1.0_gd", run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["run", "--out", str(run), "--dataset", "cifar10", "--preset", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset: 'fashion_mnist' in the folder vs 'cifar10' now" in err and len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_paper_preset_writes_the_authors_settings(tmp_path):
+    from cldiff.runner import run_config
+    from cldiff.unet import count_parameters, make_unet
+    cfg = run_config("paper", "gd", dataset="cifar10")
+    d = cfg.to_dict()
+    assert (d["dataset"], d["unet"], d["batch_size"], d["image_size"]) == ("cifar10", "cifar10", 64, 32)
+    assert d["strategy_options"]["replay_lambda"] == 0.75 and d["evaluation"]["sample_steps"] == 20
+    assert d["iters_per_task"] == 200 * 10_000 // 64 and d["evaluation"]["eval_samples"] == 10_000
+    assert {s: run_config("paper", s, dataset="cifar10").strategy_options["replay_lambda"] for s in ("gr", "lwf", "gaussian")} == \
+        {"gr": 1.0, "lwf": 1.25, "gaussian": 8.0}
+    assert round(count_parameters(make_unet(cfg.unet, in_channels=3, out_channels=3)) / 1e6, 1) == 35.7

@@ -26,7 +26,7 @@ import torch
 from cldiff import solver as solver_module
 from cldiff import utils
 from cldiff.data import fashion_mnist_tasks
-from cldiff.metrics import EvaluatorFeatures, features_of, load_evaluator, predict_classes
+from cldiff.metrics import ClassifierFeatures, features_of, load_metrics_classifier, predict_classes
 from cldiff.registry import STRATEGIES, make_strategy
 from cldiff.replay import frozen_copy, shipped_teacher
 from cldiff.runner import evaluate_task, run_config, train_task
@@ -127,14 +127,14 @@ def test_sampling_and_the_denoising_diagnostic_follow_the_model(stream):
 
 
 def test_saved_networks_load_onto_the_device():
-    "The shipped evaluator and a saved diffusion model (both read from CPU files) land on the device asked for."
+    "The shipped classifier and a saved diffusion model (both read from CPU files) land on the device asked for."
     with on_stand_in_device() as dev:
-        evaluator = load_evaluator(device=dev, train_if_missing=False, progress=False)
+        classifier = load_metrics_classifier(device=dev, train_if_missing=False, progress=False)
         teacher, schedule = shipped_teacher(dev)
-        assert _on(evaluator, dev) and _on(teacher, dev)
+        assert _on(classifier, dev) and _on(teacher, dev)
         fake = ddim_sample(teacher, 6, schedule, steps=2, seed=0, device=dev)
-        assert predict_classes(evaluator, fake.to(dev)).shape == (6,)
-        assert features_of(fake, EvaluatorFeatures(evaluator)).shape[0] == 6
+        assert predict_classes(classifier, fake.to(dev)).shape == (6,)
+        assert features_of(fake, ClassifierFeatures(classifier)).shape[0] == 6
 
 
 def _solver_with_cpu_previous(stream, train=train_solver_task):

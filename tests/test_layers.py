@@ -1,9 +1,11 @@
 """The package's import graph goes one way: each module imports only modules of lower layers (so there is no cycle).
 
-The layers, lowest first, are the reading order of the notebooks: utilities, data, the dataset registry (Fashion-MNIST
-and CIFAR-10 by name, built on data), the noise schedule, the UNet,
-training and sampling, the run store, the strategy registry and the strategies, the runner, then metrics, the
-classifier, the report, the widgets and the command line on top. Lazy imports inside functions count too.
+The layers, lowest first: utilities, data, the dataset registry (Fashion-MNIST and CIFAR-10 by name, built on data),
+the noise schedule, the UNet, training and sampling, the run store, the strategy registry and the strategies, the
+metrics and the replay-trained classifier, the evaluation layer (settings, task context, evaluator interface and the
+evaluators a config asks for), the runner, then the report, the widgets and the command line on top. This is the
+notebooks' reading order except that metrics, classifier and evaluation (lessons 10-11a) sit below the runner
+(lesson 08), which only asks them for results. Lazy imports inside functions count too.
 """
 import ast
 import subprocess
@@ -14,7 +16,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "cldiff"
 LAYERS = ["utils", "data", "datasets", "schedules", "unet", "train", "sample", "store", "registry", "replay", "distillation",
-          "runner", "metrics", "solver", "report", "viz", "cli"]
+          "metrics", "solver", "evaluation", "runner", "report", "viz", "cli"]
 
 
 def cldiff_imports(path: Path) -> set[str]:

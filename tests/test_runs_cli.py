@@ -126,3 +126,14 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "interrupted" in err, err
+
+
+def test_fp16_trains_with_a_loss_scaler_and_resumes_in_fp32(tmp_path, stream):
+    "`--precision fp16` (for GPUs without fast bf16, a T4) on the CPU: float16 autocast, a scaled loss, finite losses; a speed setting, so the run resumes in fp32."
+    cfg = run_config("test", "gd", n_tasks=2)
+    first = run(cfg, tmp_path / "gd", stream=stream.subset(64), progress=False, precision="fp16")
+    assert [t["precision"] for t in first["tasks"]] == ["fp16", "fp16"]
+    assert all(torch.isfinite(torch.tensor(t["loss_curve"])).all() for t in first["tasks"])
+    (tmp_path / "gd" / "task_1").rename(tmp_path / "task_1_fp16")       # train the last task again, in fp32
+    again = run(cfg, tmp_path / "gd", stream=stream.subset(64), progress=False, precision="fp32")
+    assert [t["precision"] for t in again["tasks"]] == ["fp16", "fp32"]
