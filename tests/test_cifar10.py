@@ -259,3 +259,23 @@ def test_paper_preset_writes_the_authors_settings(tmp_path):
     assert {s: run_config("paper", s, dataset="cifar10").strategy_options["replay_lambda"] for s in ("gr", "lwf", "gaussian")} == \
         {"gr": 1.0, "lwf": 1.25, "gaussian": 8.0}
     assert round(count_parameters(make_unet(cfg.unet, in_channels=3, out_channels=3)) / 1e6, 1) == 35.7
+
+
+def test_cli_paper_preset_writes_the_authors_settings_to_config_json(tmp_path, monkeypatch, capsys):
+    "`cldiff run --preset paper --dataset cifar10` writes the authors' settings into config.json before it trains (stopped at the first task here)."
+    import json
+    import cldiff.metrics
+    import cldiff.runner
+    from cldiff.cli import main
+    root = tmp_path / "data"
+    trust_standin(monkeypatch, write_cifar10_standin(root, train_per_class=32, test_per_class=2))   # a task holds a batch of 64
+    def stop(*args, **kwargs): raise KeyboardInterrupt     # what Ctrl-C does once training starts
+    monkeypatch.setattr(cldiff.runner, "train_task", stop)
+    # the paper preset asks for the Inception FID, whose network is not what this test is about
+    monkeypatch.setattr(cldiff.metrics, "inception_extractor", lambda **kw: None)
+    assert main(["run", "--dataset", "cifar10", "--preset", "paper", "--strategy", "gd",
+                 "--data-root", str(root), "--out", str(tmp_path / "paper"), "--no-progress"]) == 130
+    c = json.loads((tmp_path / "paper" / "config.json").read_text())
+    assert (c["dataset"], c["preset"], c["unet"], c["batch_size"], c["iters_per_task"]) == ("cifar10", "paper", "cifar10", 64, 31_250)
+    assert c["strategy_options"]["replay_lambda"] == 0.75
+    assert (c["evaluation"]["sample_steps"], c["evaluation"]["eval_samples"], c["evaluation"]["inception_fid"]) == (20, 10_000, True)
