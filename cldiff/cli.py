@@ -226,7 +226,7 @@ def _cmd_sample(a) -> int:
     from cldiff.data import image_grid
     from cldiff.sample import ddim_sample
     from cldiff.store import finished_tasks, load_checkpoint, load_model
-    from cldiff.runner import check_memory
+    from cldiff.utils import check_memory
     out = _png_path(a.out)
     if not 0 <= a.seed < SEED_LIMIT: raise CldiffError(f"--seed must be a whole number from 0 to {SEED_LIMIT - 1}, got {a.seed}")
     if a.n < 1: raise CldiffError(f"--n must be at least 1, got {a.n}")

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 from diffusers import UNet2DModel
 
-from .utils import (CldiffError, ConfigError, autocast, check_finite, grad_scaler, module_device, resolve_device,
-                          resolve_precision)
+from .utils import (CldiffError, ConfigError, autocast, check_finite, check_memory, grad_scaler, module_device,
+                          resolve_device, resolve_precision)
 from .data import TaskStream, random_batches
 from .datasets import DATASETS, dataset_info, dataset_tasks
 from .schedules import NoiseSchedule, paper_schedule
@@ -38,7 +38,7 @@ BUILTIN_STRATEGY_MODULES = (replay, distillation)   # importing them registers t
 # %% auto #0
 __all__ = ['BUILTIN_STRATEGY_MODULES', 'RUN_PRESETS', 'CIFAR10_PRESETS', 'PRESETS', 'RunConfig', 'run_config', 'Processes',
            'run_processes', 'shard_seed', 'shard_options', 'RunConfigMismatch', 'task_seed', 'load_stream',
-           'train_task', 'evaluate_task', 'folder_config', 'check_run_dir', 'resume_config', 'check_memory', 'run']
+           'train_task', 'evaluate_task', 'folder_config', 'check_run_dir', 'resume_config', 'run']
 
 # %% ../nbs/08_runner.ipynb #83b98077
 def _number(problems: list, name: str, v) -> float | None:
@@ -428,26 +428,6 @@ def _check_out(out: Path) -> None:
     if not parent.is_dir(): raise CldiffError(f"--out {out}: {parent} is a file, not a folder; give another --out folder")
     if not os.access(parent, os.W_OK):
         raise CldiffError(f"cannot write to {parent} (read-only or no permission); choose another --out folder")
-
-def _available_bytes(device: torch.device) -> int | None:
-    "Free memory on `device` (None where it cannot be told)."
-    if device.type == "cuda": return torch.cuda.mem_get_info(device)[0]
-    if device.type == "cpu":
-        try:
-            with open("/proc/meminfo") as f:
-                for line in f:
-                    if line.startswith("MemAvailable:"): return int(line.split()[1]) * 1024
-        except OSError: pass
-        try: return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError): return None
-    return None
-
-def check_memory(n_images: int, image_bytes: int, device, what: str, fix: str) -> None:
-    "Refuse at once (a `ConfigError`) when `n_images` of `image_bytes` each cannot fit in the free memory of `device`."
-    device, need = torch.device(device), n_images * image_bytes
-    free = _available_bytes(device)
-    if free is not None and need > free:
-        raise ConfigError(f"{what} needs at least {need / 2 ** 30:.1f} GiB but {device} has {free / 2 ** 30:.1f} GiB free; {fix}")
 
 def _check_training_memory(config: RunConfig, device) -> None:
     # a lower bound of one iteration: the current and replay images, and the first layer's activations the backward pass keeps

@@ -28,7 +28,7 @@ __all__ = ['PRECISIONS', 'CPU_BF16_MEASURED_FASTER', 'TMP_MARK', 'ASSETS', 'Cldi
            'resolve_device', 'module_device', 'fast_bf16', 'resolve_precision', 'autocast', 'grad_scaler',
            'progress_bar', 'temporary_path', 'is_temporary', 'fsync_tree', 'atomic_path', 'write_text_atomic',
            'write_json_atomic', 'save_torch', 'save_torch_atomic', 'replace_dir', 'read_json', 'remove_temporaries',
-           'FolderLocked', 'folder_lock', 'default_cache_dir', 'on_colab']
+           'FolderLocked', 'folder_lock', 'default_cache_dir', 'on_colab', 'check_memory']
 
 # %% ../nbs/00_utils.ipynb #8dc6c385
 class CldiffError(Exception):
@@ -332,3 +332,24 @@ def on_colab() -> bool:
     "True inside a Google Colab runtime (where cldiff may download what it lacks)."
     import sys
     return "google.colab" in sys.modules
+
+# %% ../nbs/00_utils.ipynb #00mem002
+def _available_bytes(device: torch.device) -> int | None:
+    "Free memory on `device` (None where it cannot be told)."
+    if device.type == "cuda": return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"): return int(line.split()[1]) * 1024
+        except OSError: pass
+        try: return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError): return None
+    return None
+
+def check_memory(n_images: int, image_bytes: int, device, what: str, fix: str) -> None:
+    "Refuse at once (a `ConfigError`) when `n_images` of `image_bytes` each cannot fit in the free memory of `device`."
+    device, need = torch.device(device), n_images * image_bytes
+    free = _available_bytes(device)
+    if free is not None and need > free:
+        raise ConfigError(f"{what} needs at least {need / 2 ** 30:.1f} GiB but {device} has {free / 2 ** 30:.1f} GiB free; {fix}")

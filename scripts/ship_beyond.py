@@ -17,7 +17,9 @@ from cldiff.store import finished_tasks
 SHIPPED_BEYOND = ASSETS / "results_beyond.json"
 BASELINES = ("joint", "gd", "finetune", "gr")
 # teacher + student forward passes per iteration in units of B (backward = 2 forwards; see 07_distillation)
-FORWARD_PASSES = {"joint": 3, "finetune": 3, "gr": 8, "gd": 9, "nigd": 7, "sggd": 6 + 1 + 2 * 0.666, "gd-ema": 9}
+# GD with the authors' ablation settings (lambda 0.75, 10 teacher steps): 6 student + 10 generation + 1 target
+FORWARD_PASSES = {"joint": 3, "finetune": 3, "gr": 8, "gd": 9, "nigd": 7, "sggd": 6 + 1 + 2 * 0.666, "gd-ema": 9,
+                  "gd-steps10-l075": 17}
 
 
 def variant(run: dict) -> str:
