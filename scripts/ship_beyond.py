@@ -1,14 +1,13 @@
 """Ship the beyond-GD study: cldiff/assets/results_beyond.json (what `15_beyond_gd` reads) and results/beyond/
 (README.md with the table beside the shipped joint, GD, fine-tuning and GR runs, and the report's figures).
 
-    python scripts/ship_beyond.py runs/beyond --command "bash scripts/beyond_study.sh runs/beyond" \
+    python scripts/ship_beyond.py runs/beyond --command "the commands that made the runs" \
         --cost bench/results/cpu_2026-12-01/strategy_cost_tiny.txt
 
 Each variant's run folders are named VARIANT_sSEED (nigd_s42, sggd_s69, gd-ema_s1714, ...); the variant is the
 name before `_s`. Only runs with all 5 tasks finished are shipped.
 """
 import argparse
-import json
 from pathlib import Path
 
 from cldiff.report import ASSETS, load_runs, mean_se, metric_value, pack_runs, shipped_runs, write_report
@@ -57,6 +56,18 @@ def table(groups: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def paired_table(groups: dict[str, list[dict]]) -> str:
+    "Each variant divided by GD's run of the same seed, averaged over the seeds it has run (below 1: better than GD)."
+    keys = [("FID", "generation.fid"), ("KLD", "generation.kld"), ("denoising MSE", "denoising_mse.seen_mean")]
+    gd = {r["config"]["seed"]: r["tasks"][-1] for r in groups["gd"]}
+    lines = ["| run / gd, same seed | seeds | " + " | ".join(n for n, _ in keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for name, rs in groups.items():
+        if name in BASELINES: continue
+        cells = [fmt([metric_value(r["tasks"][-1], k) / metric_value(gd[r["config"]["seed"]], k) for r in rs], 3) for _, k in keys]
+        lines.append(f"| {name} | {', '.join(str(r['config']['seed']) for r in rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("study_dir", type=Path, help="folder of the variant runs (VARIANT_sSEED)")
@@ -77,9 +88,9 @@ def main(argv=None):
     groups = {k: groups[k] for k in order if k in groups}
     a.report.mkdir(parents=True, exist_ok=True)
     write_report(dirs, a.report / "report")
-    (a.report / "table.md").write_text(table(groups) + "\n")
+    (a.report / "table.md").write_text(table(groups) + "\n\n" + paired_table(groups) + "\n")
     if a.cost: (a.report / "strategy_cost.txt").write_text(a.cost.read_text())
-    print(table(groups))
+    print(table(groups)); print(); print(paired_table(groups))
 
 
 if __name__ == "__main__":
