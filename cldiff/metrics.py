@@ -25,12 +25,12 @@ from .schedules import NoiseSchedule, paper_schedule
 from .sample import ddim_sample
 
 # %% auto #0
-__all__ = ['CLASSIFIER_SIZES', 'CLASSIFIER_RECIPES', 'CLASSIFIER_MIN_ACCURACY', 'CLASSIFIER_VERSION', 'MIN_CLASSIFIER_STEPS',
-           'PACKAGED_CLASSIFIER', 'MetricsClassifier', 'predict_classes', 'accuracy', 'ClassifierRecipe',
-           'train_metrics_classifier', 'metrics_classifier_path', 'load_metrics_classifier', 'class_histogram',
-           'seen_distribution', 'kl_divergence', 'ClassifierFeatures', 'fid', 'kid', 'features_of', 'frechet_distance',
-           'kernel_distance', 'bootstrap_se', 'generation_metrics', 'GenerationEvaluator', 'torchscript_to_fidelity',
-           'InceptionUnavailable', 'inception_weights', 'InceptionFeatures', 'inception_extractor']
+__all__ = ['CLASSIFIER_SIZES', 'CLASSIFIER_RECIPES', 'MIN_CLASSIFIER_STEPS', 'PACKAGED_CLASSIFIER', 'MetricsClassifier',
+           'predict_classes', 'accuracy', 'ClassifierRecipe', 'train_metrics_classifier', 'metrics_classifier_path',
+           'load_metrics_classifier', 'class_histogram', 'seen_distribution', 'kl_divergence', 'ClassifierFeatures',
+           'fid', 'kid', 'features_of', 'frechet_distance', 'kernel_distance', 'bootstrap_se', 'generation_metrics',
+           'GenerationEvaluator', 'torchscript_to_fidelity', 'InceptionUnavailable', 'inception_weights',
+           'InceptionFeatures', 'inception_extractor']
 
 # %% ../nbs/10_metrics.ipynb #6fa256d1
 class MetricsClassifier(nn.Module):
@@ -90,8 +90,6 @@ CLASSIFIER_RECIPES = {
     # above chance (10 %); the accuracy the network reaches is recorded beside every metric it produces
     "cifar10": ClassifierRecipe(width=48, epochs=15, sizes=(16, 32), hflip=True, min_accuracy=0.5, version=1),
 }
-CLASSIFIER_MIN_ACCURACY = CLASSIFIER_RECIPES["fashion_mnist"].min_accuracy
-CLASSIFIER_VERSION = CLASSIFIER_RECIPES["fashion_mnist"].version
 MIN_CLASSIFIER_STEPS = 200   # a small dataset (a test's stand-in) still gets enough optimiser steps to be learned
 
 def _recipe(dataset: str) -> ClassifierRecipe:
