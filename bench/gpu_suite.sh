@@ -6,9 +6,11 @@
 # 1. bench/gpu_check.py --device cuda --compile: every code path on the GPU, failing on any error or NaN.
 # 2. bench/speed.py: paper and colab presets, fine-tuning / GR / GD, with the speed levers off and on; with
 #    OLD_CLDIFF (a folder holding an older `cldiff/` package) the same measurement of that older code first.
-# 3. The colab preset for real (5 tasks, its own evaluation) with fine-tuning, GR and GD at seed 42, and two
-#    GD runs that measure what bf16 changes: fp32 at seed 42 (same run, reference arithmetic) and bf16 at
-#    seed 69 (the seed-to-seed spread to compare it with). The runs live in runs/gpu/ and are resumable:
+# 3. The colab preset for real (5 tasks, its own evaluation): joint, GD, fine-tuning and GR at seeds 42, 69 and
+#    1714 as concurrent processes on the one GPU (the tutorial's comparison at GPU scale, shipped as
+#    results/colab/), and GD at seed 42 in fp32, which beside the bf16 run of the same seed measures what bf16
+#    changes (the other seeds give the spread to compare it with). RUN_SPECS="strategy seed precision;..."
+#    replaces the list (fewer seeds when the measured time says so). The runs live in runs/gpu/ and are resumable:
 #    calling the suite again continues them. Whatever is unfinished at the deadline is stopped; finished
 #    tasks are kept and reported.
 # Logs, JSON and the runs' metrics, grids and report go to RESULTS/ (a few MB).
@@ -30,7 +32,10 @@ phase=${PHASES:-check,speed,runs}
 groups=()
 if [[ $phase == *runs* ]]; then
   log "$run_preset runs start"
-  for spec in "finetune 42 auto" "gr 42 auto" "gd 42 auto" "gd 42 fp32" "gd 69 auto"; do
+  default_specs="joint 42 auto;gd 42 auto;finetune 42 auto;gr 42 auto;joint 69 auto;gd 69 auto;finetune 69 auto;gr 69 auto"
+  default_specs+=";joint 1714 auto;gd 1714 auto;finetune 1714 auto;gr 1714 auto;gd 42 fp32"
+  IFS=';' read -r -a specs <<< "${RUN_SPECS:-$default_specs}"
+  for spec in "${specs[@]}"; do
     set -- $spec
     name="$1_s$2_$3"
     setsid cldiff run --preset "$run_preset" --strategy "$1" --seed "$2" --precision "$3" --device "$dev" \
@@ -94,6 +99,6 @@ torch.save({run: {k: {"timesteps": tr.timesteps, "x_t": u8(tr.x_t), "x0_pred": u
             for run, per in trajs.items()}, Path(sys.argv[1]) / "trajectories_u8.pt")
 print({run: sorted(per) for run, per in trajs.items()})
 PY
-  cldiff report runs/gpu/$run_preset/*_s42_auto --out "$results/report" > "$results/report.log" 2>&1
+  cldiff report runs/gpu/$run_preset/*_auto --out "$results/report" > "$results/report.log" 2>&1
 fi
 log "done"

@@ -6,7 +6,8 @@ fine-tuning, and the share spent building the replay batch. The paper's design p
 backward pass as two forwards with 2 teacher DDIM steps: fine-tuning 3B, GR 8B, GD 9B forward passes per
 iteration, so GR ~2.7x, GD ~3.0x fine-tuning and GD/GR ~1.125. NIGD distils on the teacher's trajectory points
 (B teacher passes whatever its steps: 7B, ~0.78x GD); SGGD generates only for the slots above its SNR threshold
-(about 8.3B at the default threshold, ~0.93x GD).
+(about 8.3B at the default threshold, ~0.93x GD); class-balanced GD generates twice the replay and keeps half
+(11B, ~1.22x GD, and a small classifier's passes). Each strategy's count is its `forward_passes()`.
 
 It also measures one way to make replay cheaper without changing what is learned: running the student
 once on the concatenated current + replay batch (what cldiff does) versus two separate passes.
@@ -43,7 +44,7 @@ def separate_passes_loss(student, current, replay, k, lam):
 
 def time_strategy(name, student, teacher, stream, schedule, batch_size, iters, device, loss_fn=continual_loss):
     strategy = make_strategy(name)
-    strategy.end_task(stream, 0)
+    strategy.end_task(stream, 0)          # what task 1 needs of task 0 (ER's buffer, cbgd's labeller)
     images, _ = strategy.training_data(stream, 1)
     g = torch.Generator().manual_seed(0)
     batches = random_batches(len(images), batch_size, g)
@@ -58,7 +59,7 @@ def time_strategy(name, student, teacher, stream, schedule, batch_size, iters, d
         loss, _ = loss_fn(student, current, replay, 1, 1.0) if replay is not None else continual_loss(student, current, None, 1)
         optimizer_step(student, opt, loss)
     _sync(device)
-    return (time.perf_counter() - start) / iters, replay_s / iters
+    return (time.perf_counter() - start) / iters, replay_s / iters, strategy.forward_passes(schedule)
 
 
 def main(argv=None):
@@ -67,7 +68,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--device", default=None)
-    p.add_argument("--strategies", nargs="+", default=["finetune", "joint", "er", "lwf", "gaussian", "gr", "gd", "nigd", "sggd"])
+    p.add_argument("--strategies", nargs="+", default=["finetune", "joint", "er", "lwf", "gaussian", "gr", "gd", "nigd", "sggd", "cbgd"])
     a = p.parse_args(argv)
     preset = RUN_PRESETS[a.preset]
     device = resolve_device(a.device)
@@ -82,14 +83,15 @@ def main(argv=None):
         student = make_unet(preset["unet"], seed=0, sample_size=preset["image_size"]).to(device)
         rows[name] = time_strategy(name, student, teacher, stream, schedule, batch, a.iters, device)
     ft = rows.get("finetune", (None,))[0]
-    print(f"{'strategy':10} {'s/iter':>8} {'x finetune':>10} {'replay share':>12}")
-    for name, (s, r) in rows.items():
-        print(f"{name:10} {s:8.3f} {s / ft if ft else float('nan'):10.2f} {r / s:12.0%}")
+    print(f"{'strategy':10} {'s/iter':>8} {'x finetune':>10} {'replay share':>12} {'passes':>7}")
+    for name, (s, r, passes) in rows.items():
+        print(f"{name:10} {s:8.3f} {s / ft if ft else float('nan'):10.2f} {r / s:12.0%} {passes:6.2f}B")
     if "gr" in rows and "gd" in rows: print(f"GD / GR = {rows['gd'][0] / rows['gr'][0]:.3f} (paper's count: 1.125)")
-    for name, count in (("nigd", 7 / 9), ("sggd", 8.33 / 9)):
-        if name in rows and "gd" in rows: print(f"{name} / GD = {rows[name][0] / rows['gd'][0]:.3f} (forward-pass count: {count:.3f})")
+    for name in ("nigd", "sggd", "cbgd"):
+        if name in rows and "gd" in rows:
+            print(f"{name} / GD = {rows[name][0] / rows['gd'][0]:.3f} (forward-pass count: {rows[name][2] / rows['gd'][2]:.3f})")
     student = make_unet(preset["unet"], seed=0, sample_size=preset["image_size"]).to(device)
-    sep, _ = time_strategy("gd", student, teacher, stream, schedule, batch, a.iters, device, separate_passes_loss)
+    sep, *_ = time_strategy("gd", student, teacher, stream, schedule, batch, a.iters, device, separate_passes_loss)
     print(f"GD with the student run separately on the two halves: {sep:.3f} s/iter "
           f"(one concatenated pass: {rows.get('gd', (float('nan'),))[0]:.3f})")
     # Replay samples are independent draws used once each, so generating those of m iterations in one call

@@ -57,7 +57,7 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
         default = (f"default {opt.default}" if len(set(map(repr, defaults.values()))) == 1 else
                    "default per strategy: " + ", ".join(f"{s} {v}" for s, v in defaults.items()) + "; presets may set their own")
         r.add_argument(opt.cli_flag(name), type=opt.type, default=None, dest=name, metavar=name.split("_")[-1].upper(),
-                       help=f"{opt.help} ({default}; strategies: {users})")
+                       help=f"{opt.help} ({default}; strategies: {users})".replace("%", "%%"))   # argparse formats help with %
     r.add_argument("--eval-samples", type=int, default=None, help="generated images for FID/KID/KLD after every task, 0 for none (default from the preset)")
     r.add_argument("--solver-epochs", type=int, default=None, help="epochs per task of the replay-trained classifier, 0 for none (default from the preset)")
     r.add_argument("--solver-pool", type=int, default=None, help="replay images generated once per task for the classifier (default from the preset)")

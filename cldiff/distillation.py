@@ -30,6 +30,7 @@ class GenerativeDistillation(GenerativeReplay):
     options = {**GenerativeReplay.options, **replay_options(3.0)}
     # the same replay inputs as generative replay (teacher samples, noised at random t); only the target differs
     def replay_target(self, teacher, b): return teacher_targets(teacher, b.x_t, b.t)
+    def forward_passes(self, schedule=None): return 6.0 + self.teacher_steps + 1   # and the teacher once more, for the targets
 
 @register_strategy
 class LwFDistillation(Strategy):
@@ -43,6 +44,8 @@ class LwFDistillation(Strategy):
         n = self.replay_count(current)
         x_t, t = current.x_t[:n], current.t[:n]
         return ReplayBatch(x_t, t, teacher_targets(teacher, x_t, t))
+
+    def forward_passes(self, schedule=None): return 7.0   # the student on 2B, the teacher on B
 
 @register_strategy
 class GaussianDistillation(Strategy):
@@ -58,9 +61,11 @@ class GaussianDistillation(Strategy):
         t = sample_timesteps(n, schedule.num_timesteps, x_t.device, generator)
         return ReplayBatch(x_t, t, teacher_targets(teacher, x_t, t))
 
+    def forward_passes(self, schedule=None): return 7.0
+
 # %% ../nbs/07_distillation.ipynb #cd08131d
 from .registry import Option
-from .schedules import ddim_step, ddim_timesteps
+from .schedules import ddim_step, ddim_timesteps, paper_schedule
 from .replay import generate_replay
 from .train import noise_images
 
@@ -149,6 +154,10 @@ class NoisyIntermediateDistillation(GenerativeReplay):
             out.append(ReplayBatch(*(torch.cat([p[j] for p in parts]) for j in range(4))))
         return out
 
+    def forward_passes(self, schedule=None):
+        # every trajectory point is a target already computed by generation: one teacher pass per pair, plus one per GD pair
+        return 7.0 + self.gd_mix
+
 
 @register_strategy
 class SNRGuidedDistillation(GenerativeReplay):
@@ -177,4 +186,7 @@ class SNRGuidedDistillation(GenerativeReplay):
     def generation_share(self, schedule) -> float:
         "The share of replay slots for which the teacher still generates an image (t drawn uniformly)."
         return float((schedule.snr() >= self.snr_threshold).float().mean())
+
+    def forward_passes(self, schedule=None):
+        return 7.0 + self.teacher_steps * self.generation_share(schedule or paper_schedule())
 

@@ -53,6 +53,7 @@ class Strategy:
     "Base strategy: plain diffusion training on the current task (this is fine-tuning)."
     name: ClassVar[str] = "finetune"
     uses_teacher: ClassVar[bool] = False
+    keeps_state: ClassVar[bool] = False   # True: `state_dict()` is saved with every task and loaded when a run resumes
     options: ClassVar[dict[str, Option]] = {}
 
     def __init__(self, seed: int = 0, **options):
@@ -78,7 +79,20 @@ class Strategy:
         return iters_per_task
 
     def end_task(self, stream: TaskStream, task_index: int) -> None:
-        "Called once a task is learned."
+        "Called once a task is learned (and again for each finished task when a run resumes, unless `keeps_state`)."
+
+    def state_dict(self) -> dict[str, Tensor]:
+        "What a strategy that `keeps_state` remembers after a task, as tensors (saved in the task folder)."
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        "Continue from `state_dict()`'s result after the last finished task (a resumed run)."
+
+    def forward_passes(self, schedule: NoiseSchedule | None = None) -> float:
+        """Forward passes of one training iteration once replay is on, in units of B, the current batch's images (a
+        backward counted as two forwards, as many replay as current images): the student's forward and backward on the
+        current batch, 3B, here; strategies with replay add theirs and the teacher's."""
+        return 3.0
 
     def replay_count(self, current: NoisedBatch) -> int:
         "Replay batch size: the configured size, else as many as current images (the paper's choice)."
@@ -172,11 +186,16 @@ class GenerativeReplay(Strategy):
     def make_replay(self, teacher: UNet2DModel, total: int, per_batch: int, schedule: NoiseSchedule, like: Tensor,
                     generator: torch.Generator | None = None) -> list[ReplayBatch]:
         "`total` noised teacher samples with their targets, made in one call and cut into batches of `per_batch`."
-        x0 = generate_replay(teacher, total, schedule, self.teacher_steps, like, generator)
+        x0 = self.replay_images(teacher, total, per_batch, schedule, like, generator)
         b = noise_images(x0, schedule, generator)
         target = self.replay_target(teacher, b)
         return [ReplayBatch(b.x_t[i:i + per_batch], b.t[i:i + per_batch], target[i:i + per_batch], x0[i:i + per_batch])
                 for i in range(0, total, per_batch)]
+
+    def replay_images(self, teacher: UNet2DModel, total: int, per_batch: int, schedule: NoiseSchedule, like: Tensor,
+                      generator: torch.Generator | None = None) -> Tensor:
+        "The `total` clean replay images of one call (`per_batch` to a batch): here the teacher's samples."
+        return generate_replay(teacher, total, schedule, self.teacher_steps, like, generator)
 
     def end_task(self, stream, task_index):
         self._queue, self._queue_key = [], None   # samples of this task's teacher are never used with the next one
@@ -184,6 +203,9 @@ class GenerativeReplay(Strategy):
     def replay_target(self, teacher: UNet2DModel, b: NoisedBatch) -> Tensor:
         "What the student must predict on the noised teacher samples: here the noise that was added."
         return b.noise
+
+    def forward_passes(self, schedule=None):
+        return 6.0 + self.teacher_steps      # the student on 2B, the teacher's DDIM steps on B
 
 # %% ../nbs/06_replay.ipynb #d704e69d
 @register_strategy
@@ -217,3 +239,5 @@ class ExperienceReplay(Strategy):
         x0 = self.memory_images[idx].to(current.x0.device)
         b = noise_images(x0, schedule, generator)
         return ReplayBatch(b.x_t, b.t, b.noise, x0)
+
+    def forward_passes(self, schedule=None): return 6.0   # the student on current + replay, no teacher

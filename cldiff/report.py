@@ -13,12 +13,15 @@ from .utils import ASSETS, CldiffError, _disk_error, resolve_device, write_text_
 from .datasets import dataset_info
 from .store import finished_tasks, load_checkpoint, load_metrics, run_lock, task_dir, task_entry, task_state, update_task_entry, write_metrics
 from .evaluation import TaskContext, evaluator_settings, with_evaluators
+from .registry import make_strategy
+from .schedules import paper_schedule
 from .runner import RunConfig, load_stream
 
 # %% auto #0
-__all__ = ['METRICS', 'SHIPPED_RESULTS', 'evaluate_run', 'metric_value', 'duplicate_runs', 'load_runs', 'mean_se', 'by_strategy',
-           'evaluation_settings', 'evaluation_notes', 'summary_table', 'plot_metrics_by_task', 'plot_histograms',
-           'plot_last_grids', 'plot_denoising_buckets', 'write_report', 'pack_runs', 'load_packed_runs', 'shipped_runs']
+__all__ = ['METRICS', 'SHIPPED_RESULTS', 'evaluate_run', 'metric_value', 'forward_passes', 'duplicate_runs', 'load_runs',
+           'mean_se', 'by_strategy', 'evaluation_settings', 'evaluation_notes', 'summary_table', 'plot_metrics_by_task',
+           'plot_histograms', 'plot_last_grids', 'plot_denoising_buckets', 'write_report', 'pack_runs',
+           'load_packed_runs', 'shipped_runs']
 
 # %% ../nbs/12_report.ipynb #f6779d00
 def evaluate_run(run_dir, evaluators: dict, device=None, data_root=None, stream=None) -> dict:
@@ -60,6 +63,11 @@ def metric_value(entry: dict, key: str):
         if not isinstance(entry, dict) or part not in entry: return None
         entry = entry[part]
     return entry
+
+def forward_passes(run: dict) -> float:
+    "A run's forward passes per training iteration in units of its batch (`Strategy.forward_passes`), from its recorded config."
+    config = RunConfig.from_dict(run["config"])
+    return make_strategy(config.strategy, **config.strategy_options).forward_passes(paper_schedule())
 
 def duplicate_runs(run_dirs) -> list[str]:
     "The folders named more than once in `run_dirs` (compared by resolved path), which `load_runs` reads once."

@@ -25,20 +25,20 @@ from .schedules import NoiseSchedule, paper_schedule
 from .unet import UNET_PRESETS, make_unet
 from .train import denoising_mse, fit, make_optimizer, noise_images
 from .sample import ddim_sample
-from .store import (finished_tasks, heal_run, is_run_dir, load_checkpoint, load_metrics, read_config,
+from .store import (finished_tasks, heal_run, is_run_dir, load_checkpoint, load_metrics, load_strategy_state, read_config,
                           run_lock, save_task, task_state, task_entry, update_task_entry, write_config, write_metrics)
 from .registry import STRATEGIES, all_options, make_strategy, resolve_options, strategy_class
 from .replay import Strategy, frozen_copy
-from . import replay, distillation
+from . import replay, distillation, balanced
 from .evaluation import (EVAL_FIELDS, EvalConfig, TaskContext, TaskEvaluator, _at_least, build_evaluators, eval_config,
                                needs_evaluation, with_evaluators)
 
-BUILTIN_STRATEGY_MODULES = (replay, distillation)   # importing them registers the built-in strategies
+BUILTIN_STRATEGY_MODULES = (replay, distillation, balanced)   # importing them registers the built-in strategies
 
 # %% auto #0
 __all__ = ['BUILTIN_STRATEGY_MODULES', 'RUN_PRESETS', 'CIFAR10_PRESETS', 'PRESETS', 'RunConfig', 'run_config', 'Processes',
-           'run_processes', 'shard_seed', 'shard_options', 'RunConfigMismatch', 'task_seed', 'load_stream',
-           'train_task', 'evaluate_task', 'folder_config', 'check_run_dir', 'resume_config', 'run']
+           'run_processes', 'shard_seed', 'shard_options', 'CompiledTeacher', 'RunConfigMismatch', 'task_seed',
+           'load_stream', 'train_task', 'evaluate_task', 'folder_config', 'check_run_dir', 'resume_config', 'run']
 
 # %% ../nbs/08_runner.ipynb #83b98077
 def _number(problems: list, name: str, v) -> float | None:
@@ -139,7 +139,8 @@ RUN_PRESETS: dict[str, dict] = {
     # the smallest configuration that shows the paper's ordering on a CPU (see the README's results)
     "tiny": dict(unet="tiny", image_size=16, iters_per_task=500, batch_size=32, strategy_options=dict(gd=dict(replay_lambda=1.0)),
                  evaluation=dict(diagnostic_images=200, eval_samples=2000, solver_epochs=0)),
-    "test": dict(unet="tiny", image_size=16, iters_per_task=3, batch_size=8, strategy_options=dict(memory_size=40),
+    "test": dict(unet="tiny", image_size=16, iters_per_task=3, batch_size=8,
+                 strategy_options=dict(memory_size=40, labeller_epochs=0.02, labeller_pool=16),
                  evaluation=dict(grid_samples=8, diagnostic_images=8, diagnostic_buckets=4, sample_steps=2)),
 }
 
@@ -247,6 +248,26 @@ def shard_options(config: RunConfig, count: int) -> dict:
     return {**config.strategy_options, **({"replay_size": replay // count} if replay is not None else {})}
 
 
+# %% ../nbs/08_runner.ipynb #rn0tch02
+class CompiledTeacher(torch.nn.Module):
+    """The frozen teacher's forward passes through `torch.compile` at fixed shapes, with CUDA graphs on a GPU
+    ('reduce-overhead'), each output copied out of the graph's memory, which the next call overwrites.
+
+    `compiler` is `torch.compile` with those settings unless given (a test's stand-in)."""
+    def __init__(self, teacher: UNet2DModel, compiler: Callable | None = None):
+        super().__init__()
+        self._orig_mod = teacher     # the plain module, under the name `torch.compile`'s own wrapper gives it
+        cuda = module_device(teacher).type == "cuda"
+        compiler = compiler or (lambda m: torch.compile(m, mode="reduce-overhead" if cuda else "default", dynamic=False))
+        self.compiled = compiler(teacher)
+
+    @property
+    def config(self): return self._orig_mod.config
+
+    def forward(self, sample: Tensor, timestep: Tensor, *args, **kwargs):
+        out = self.compiled(sample, timestep, *args, **kwargs)
+        return type(out)(sample=out.sample.clone())   # one copy beside a UNet pass, so no later replay changes it
+
 # %% ../nbs/08_runner.ipynb #10e6c9a4
 class RunConfigMismatch(CldiffError, ValueError):
     "The run folder was made with another configuration."
@@ -269,7 +290,7 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
     `precision` 'bf16' runs the networks under bf16 autocast ('auto': where the hardware has it), 'fp16' under float16
     autocast with a loss scaler (`grad_scaler`; for GPUs without fast bf16, a T4); `compile` runs the
     student's training step through `torch.compile` (with CUDA graphs on a GPU), and the teacher's forward passes (replay
-    samples, distillation targets) through it without CUDA graphs. Both change speed, not the method.
+    samples, distillation targets) through it too (`CompiledTeacher`). Both change speed, not the method.
 
     With `config.ema_decay` > 0 an exponential moving average of the weights (diffusers' `EMAModel`, its default
     warm-up: the decay at optimiser step n is 0 at n = 1, then min(ema_decay, n / (n + 9))) is updated after every
@@ -291,9 +312,8 @@ def train_task(model: UNet2DModel, teacher: UNet2DModel | None, strategy: Strate
     # the student the loss sees: the model itself, or a compiled view of it sharing its parameters
     net = processes.wrap(model)
     student = torch.compile(net, mode="reduce-overhead" if cuda else "default", dynamic=False) if compile else net
-    # the frozen teacher's passes fused by the compiler too; without CUDA graphs, whose replays reuse output memory
-    # that the sampler's eager steps read between calls
-    teacher_net = torch.compile(teacher, dynamic=False) if compile and teacher is not None else teacher
+    # the frozen teacher's passes compiled too (with CUDA graphs on a GPU), each output copied out of the graph's memory
+    teacher_net = CompiledTeacher(teacher) if compile and teacher is not None else teacher
     replay_events, replay_seconds = [], 0.0   # CUDA events time the replay without making the CPU wait for the GPU
     def loss_at(i):
         nonlocal replay_seconds
@@ -496,7 +516,10 @@ def run(config: RunConfig | None, out, data_root=None, device=None, download: bo
             schedule = paper_schedule()
         else: model, schedule = load_checkpoint(out, done - 1, device)   # verified; trained on with the schedule it was saved with
         model.to(device)
-        for j in range(done): strategy.end_task(stream, j)      # rebuild what strategies remember (ER's buffer)
+        # what strategies remember: saved with the last finished task, or rebuilt from the stream (ER's buffer)
+        if done and strategy.keeps_state: strategy.load_state_dict(load_strategy_state(out, done - 1))
+        else:
+            for j in range(done): strategy.end_task(stream, j)
         # finished tasks evaluated again where the evaluation asked for now is missing or was made with other settings
         # (also a run that died while evaluating its last task), in task order as the classifier needs
         for j in range(done if processes.main else 0):
@@ -519,7 +542,8 @@ def run(config: RunConfig | None, out, data_root=None, device=None, download: bo
             state = {"config": config.to_dict(), "seed": config.seed, "task_seed": task_seed(config.seed, k),
                      "class_order": stream.class_order}
             # the trained model is saved before the evaluators run: a crash while evaluating loses no training
-            save_task(out, k, model, schedule, samples, {**state, "entry": entry})
+            save_task(out, k, model, schedule, samples, {**state, "entry": entry},
+                      strategy.state_dict() if strategy.keeps_state else None)
             if evaluators:
                 update_task_entry(out, k, _evaluate(evaluators, TaskContext(model, schedule, stream, k, out, config), entry))
             write_metrics(out)

@@ -80,7 +80,7 @@ def diffusion_replay(model: UNet2DModel, schedule: NoiseSchedule | None = None, 
 
 def train_solver_task(solver: Solver, images: Tensor, labels: Tensor, task_index: int,
                       replay: Callable[[int, torch.Generator], Tensor] | None = None, previous: Solver | None = None,
-                      epochs: int = 20, batch_size: int = 128, replay_size: int = 128, lr: float = 1e-3,
+                      epochs: float = 20, batch_size: int = 128, replay_size: int = 128, lr: float = 1e-3,
                       temperature: float = 2.0, soft_target: str = "teacher", seed: int = 0, device=None,
                       progress: bool = False) -> Solver:
     "Train `solver` on one task (Adam, the paper's settings), with soft-labelled replay when `replay` is given."
@@ -90,7 +90,7 @@ def train_solver_task(solver: Solver, images: Tensor, labels: Tensor, task_index
     opt = torch.optim.Adam(solver.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     batch_size = min(batch_size, len(images))
-    iters = max(1, epochs * len(images) // batch_size)
+    iters = max(1, int(epochs * len(images) // batch_size))   # a fraction of an epoch is allowed
     batches = random_batches(len(images), batch_size, g)
     # dropout draws its masks from the global generator: seed it here (and restore it after), so `seed` fixes the result
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

@@ -21,11 +21,12 @@ from .data import save_images
 from .schedules import NoiseSchedule, paper_schedule
 
 # %% auto #0
-__all__ = ['WEIGHTS_FILE', 'SCHEDULER_FILE', 'CorruptCheckpoint', 'UnsupportedModel', 'schedule_from_diffusers_config',
-           'save_model', 'file_sha256', 'weights_sha256', 'scheduler_sha256', 'load_model', 'RunDamaged', 'task_dir',
-           'task_dirs', 'finished_tasks', 'task_state', 'task_entry', 'save_task', 'update_task_entry',
-           'load_checkpoint', 'read_config', 'write_config', 'is_run_dir', 'load_metrics', 'write_metrics', 'heal_run',
-           'run_lock', 'solver_dir', 'save_solver_state', 'load_solver_state']
+__all__ = ['WEIGHTS_FILE', 'SCHEDULER_FILE', 'STRATEGY_FILE', 'CorruptCheckpoint', 'UnsupportedModel',
+           'schedule_from_diffusers_config', 'save_model', 'file_sha256', 'weights_sha256', 'scheduler_sha256',
+           'load_model', 'RunDamaged', 'task_dir', 'task_dirs', 'finished_tasks', 'task_state', 'task_entry',
+           'save_task', 'load_strategy_state', 'update_task_entry', 'load_checkpoint', 'read_config', 'write_config',
+           'is_run_dir', 'load_metrics', 'write_metrics', 'heal_run', 'run_lock', 'solver_dir', 'save_solver_state',
+           'load_solver_state']
 
 # %% ../nbs/05a_store.ipynb #525fed66
 class CorruptCheckpoint(CldiffError):
@@ -36,6 +37,7 @@ class UnsupportedModel(CldiffError):
 
 WEIGHTS_FILE = Path("unet") / "diffusion_pytorch_model.safetensors"
 SCHEDULER_FILE = Path("scheduler") / "scheduler_config.json"
+STRATEGY_FILE = "strategy.pt"   # in a task folder: what a strategy that keeps state remembers after the task
 _SCHEDULE_KEYS = ("beta_schedule", "num_train_timesteps", "beta_start", "beta_end")
 
 def schedule_from_diffusers_config(cfg: dict) -> NoiseSchedule:
@@ -184,15 +186,35 @@ def task_entry(state: dict) -> dict:
     "A task's metrics entry from its state.json (cldiff 0.1 kept every task's entries in each state)."
     return state["entry"] if "entry" in state else state["metrics"][state["task"]]
 
-def save_task(run_dir, k: int, model: UNet2DModel, schedule: NoiseSchedule, samples: Tensor, state: dict) -> Path:
-    "Write task `k`'s folder (model, sample grid, samples, state.json with the hashes of weights and schedule) in one rename."
+def save_task(run_dir, k: int, model: UNet2DModel, schedule: NoiseSchedule, samples: Tensor, state: dict,
+              strategy_state: dict[str, Tensor] | None = None) -> Path:
+    """Write task `k`'s folder (model, sample grid, samples, state.json with the hashes of weights and schedule) in one rename.
+
+    `strategy_state`: what the strategy remembers after the task (e.g. a classifier's weights), saved beside the model
+    as `strategy.pt` with its hash, so that a resumed run continues with exactly what an uninterrupted one had."""
     with atomic_path(task_dir(run_dir, k)) as tmp:
         save_model(model, tmp / "model", schedule)
         save_images(samples, tmp / "samples.png", nrow=8)
         save_torch(samples, tmp / "samples.pt")
-        write_json_atomic(tmp / "state.json", {**state, "task": k, "weights_sha256": weights_sha256(tmp / "model"),
-                                                "scheduler_sha256": scheduler_sha256(tmp / "model")})
+        hashes = {"weights_sha256": weights_sha256(tmp / "model"), "scheduler_sha256": scheduler_sha256(tmp / "model")}
+        if strategy_state is not None:
+            save_torch({n: v.detach().cpu() for n, v in strategy_state.items()}, tmp / STRATEGY_FILE)
+            hashes["strategy_sha256"] = file_sha256(tmp / STRATEGY_FILE)
+        write_json_atomic(tmp / "state.json", {**state, "task": k, **hashes})
     return task_dir(run_dir, k)
+
+def load_strategy_state(run_dir, k: int) -> dict[str, Tensor]:
+    "The strategy's state saved with finished task `k`, verified against its recorded hash (`CorruptCheckpoint` if missing or altered)."
+    state, path = task_state(run_dir, k), task_dir(run_dir, k) / STRATEGY_FILE
+    fix = f"Delete {task_dir(run_dir, k)} and the task folders after it, then rerun the run's command to train them again"
+    if "strategy_sha256" not in state:
+        raise CorruptCheckpoint(f"task {k} holds no saved state of its strategy, which this strategy needs to continue. {fix}")
+    if not path.is_file(): raise CorruptCheckpoint(f"task {k}'s saved strategy state ({STRATEGY_FILE}) is missing. {fix}")
+    try:
+        if file_sha256(path) != state["strategy_sha256"]: raise ValueError("its hash differs from the recorded one")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError, EOFError) as e:
+        raise CorruptCheckpoint(f"task {k}'s saved strategy state is damaged ({e}). {fix}") from None
 
 def update_task_entry(run_dir, k: int, entry: dict) -> None:
     "Replace the metrics entry of finished task `k` (used when a run is evaluated after the fact)."

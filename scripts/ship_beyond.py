@@ -10,15 +10,11 @@ name before `_s`. Only runs with all 5 tasks finished are shipped.
 import argparse
 from pathlib import Path
 
-from cldiff.report import ASSETS, load_runs, mean_se, metric_value, pack_runs, shipped_runs, write_report
+from cldiff.report import ASSETS, forward_passes, load_runs, mean_se, metric_value, pack_runs, shipped_runs, write_report
 from cldiff.store import finished_tasks
 
 SHIPPED_BEYOND = ASSETS / "results_beyond.json"
 BASELINES = ("joint", "gd", "finetune", "gr")
-# teacher + student forward passes per iteration in units of B (backward = 2 forwards; see 07_distillation)
-# GD with the authors' ablation settings (lambda 0.75, 10 teacher steps): 6 student + 10 generation + 1 target
-FORWARD_PASSES = {"joint": 3, "finetune": 3, "gr": 8, "gd": 9, "nigd": 7, "sggd": 6 + 1 + 2 * 0.666, "gd-ema": 9,
-                  "gd-steps10-l075": 17}
 
 
 def variant(run: dict) -> str:
@@ -51,7 +47,7 @@ def table(groups: dict[str, list[dict]]) -> str:
         pos = (fid - joint["generation.fid"]) / (ft["generation.fid"] - joint["generation.fid"])
         spi = [sum(t["seconds_per_iter"] for t in r["tasks"][1:]) / len(r["tasks"][1:]) for r in rs]
         lines.append(f"| {name} | {len(rs)} | " + " | ".join(fmt([metric_value(e, k) for e in last]) for _, k in keys)
-                     + f" | {pos:.2f} | {fmt([last_task_share(e) for e in last], 2)} | {FORWARD_PASSES.get(name, float('nan')):.2f}B | "
+                     + f" | {pos:.2f} | {fmt([last_task_share(e) for e in last], 2)} | {forward_passes(rs[0]):.2f}B | "
                      + fmt(spi, 3) + " |")
     return "\n".join(lines)
 

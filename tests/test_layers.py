@@ -2,10 +2,12 @@
 
 The layers, lowest first: utilities, data, the dataset registry (Fashion-MNIST and CIFAR-10 by name, built on data),
 the noise schedule, the UNet, training and sampling, the run store, the strategy registry and the strategies, the
-metrics and the replay-trained classifier, the evaluation layer (settings, task context, evaluator interface and the
-evaluators a config asks for), the runner, then the report, the widgets and the command line on top. This is the
-notebooks' reading order except that metrics, classifier and evaluation (lessons 10-11a) sit below the runner
-(lesson 08), which only asks them for results. Lazy imports inside functions count too.
+metrics and the replay-trained classifier, the strategy that needs that classifier (class-balanced replay), the
+evaluation layer (settings, task context, evaluator interface and the evaluators a config asks for), the runner,
+then the report, the widgets and the command line on top. This is the notebooks' reading order except that metrics,
+classifier, evaluation and class-balanced replay (lessons 10-11b) sit below the runner (lesson 08), which only asks
+them for results or registers their strategy, and class-balanced replay (11b) below evaluation (11a), which it does
+not use. Lazy imports inside functions count too.
 """
 import ast
 import subprocess
@@ -16,7 +18,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "cldiff"
 LAYERS = ["utils", "data", "datasets", "schedules", "unet", "train", "sample", "store", "registry", "replay", "distillation",
-          "metrics", "solver", "evaluation", "runner", "report", "viz", "cli"]
+          "metrics", "solver", "balanced", "evaluation", "runner", "report", "viz", "cli"]
 
 
 def cldiff_imports(path: Path) -> set[str]:
