@@ -11,10 +11,8 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
-from cldiff.datasets import random_hflip
-from cldiff.metrics import CLASSIFIER_RECIPES, MetricsClassifier
+from cldiff.metrics import CLASSIFIER_RECIPES, MetricsClassifier, classifier_step
 from cldiff.utils import resolve_device
 
 
@@ -30,11 +28,9 @@ def main(argv=None):
     labels = torch.randint(0, 10, (a.batch_size * 4,), generator=g)
     model = MetricsClassifier(width=recipe.width, in_channels=3).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    def step(i):
+    def step(i):    # the library's own training step (without the one-cycle schedule, which costs nothing)
         idx = torch.randint(0, len(labels), (a.batch_size,), generator=g)
-        x = random_hflip(images[recipe.sizes[i % len(recipe.sizes)]][idx], g)
-        loss = F.cross_entropy(model(x.to(device)), labels[idx].to(device), label_smoothing=0.05)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        classifier_step(model, opt, images[recipe.sizes[i % len(recipe.sizes)]][idx], labels[idx], recipe.hflip, g)
     for i in range(4): step(i)                 # warm-up
     if device.type == "cuda": torch.cuda.synchronize(device)
     start = time.perf_counter()

@@ -26,11 +26,11 @@ from .sample import ddim_sample
 
 # %% auto #0
 __all__ = ['CLASSIFIER_SIZES', 'CLASSIFIER_RECIPES', 'MIN_CLASSIFIER_STEPS', 'PACKAGED_CLASSIFIER', 'MetricsClassifier',
-           'predict_classes', 'accuracy', 'ClassifierRecipe', 'train_metrics_classifier', 'metrics_classifier_path',
-           'load_metrics_classifier', 'class_histogram', 'seen_distribution', 'kl_divergence', 'ClassifierFeatures',
-           'fid', 'kid', 'features_of', 'frechet_distance', 'kernel_distance', 'bootstrap_se', 'generation_metrics',
-           'GenerationEvaluator', 'torchscript_to_fidelity', 'InceptionUnavailable', 'inception_weights',
-           'InceptionFeatures', 'inception_extractor']
+           'predict_classes', 'accuracy', 'ClassifierRecipe', 'classifier_step', 'train_metrics_classifier',
+           'metrics_classifier_path', 'load_metrics_classifier', 'class_histogram', 'seen_distribution',
+           'kl_divergence', 'ClassifierFeatures', 'fid', 'kid', 'features_of', 'frechet_distance', 'kernel_distance',
+           'bootstrap_se', 'generation_metrics', 'GenerationEvaluator', 'torchscript_to_fidelity',
+           'InceptionUnavailable', 'inception_weights', 'InceptionFeatures', 'inception_extractor']
 
 # %% ../nbs/10_metrics.ipynb #6fa256d1
 class MetricsClassifier(nn.Module):
@@ -97,6 +97,15 @@ def _recipe(dataset: str) -> ClassifierRecipe:
     if dataset not in CLASSIFIER_RECIPES: raise CldiffError(f"cldiff has no metrics classifier for {dataset!r} yet")
     return CLASSIFIER_RECIPES[dataset]
 
+def classifier_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, labels: Tensor, hflip: bool = False,
+                    generator: torch.Generator | None = None) -> Tensor:
+    "One training step of the metrics classifier on a batch (random flips first when its recipe has them); returns the loss."
+    device = module_device(model)
+    x = random_hflip(images, generator) if hflip else images
+    loss = F.cross_entropy(model(x.to(device)), labels.to(device), label_smoothing=0.05)
+    optimizer.zero_grad(set_to_none=True); loss.backward(); optimizer.step()
+    return loss.detach()
+
 def train_metrics_classifier(root=None, epochs: int | None = None, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
                              width: int | None = None, sizes=None, device=None, progress: bool = True,
                              dataset: str = "fashion_mnist") -> tuple[MetricsClassifier, float]:
@@ -118,14 +127,15 @@ def train_metrics_classifier(root=None, epochs: int | None = None, batch_size: i
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iters)
     batches = random_batches(len(y), batch_size, g)
     model.train()
-    for i in progress_bar(range(iters), iters, f"{info.title} classifier", progress):
-        idx = next(batches)
-        # Fashion-MNIST: no augmentation beyond the resolutions (in a few epochs flips and shifts cost more accuracy than
-        # they add, measured); CIFAR-10: random flips, as its training images are augmented
-        x = xs[sizes[i % len(sizes)]][idx]
-        if recipe.hflip: x = random_hflip(x, g)
-        loss = F.cross_entropy(model(x.to(device)), y[idx].to(device), label_smoothing=0.05)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+    # dropout draws from the global generator: seeded here (and restored after), so `seed` fixes the network
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for i in progress_bar(range(iters), iters, f"{info.title} classifier", progress):
+            idx = next(batches)
+            # Fashion-MNIST: no augmentation beyond the resolutions (in a few epochs flips and shifts cost more accuracy than
+            # they add, measured); CIFAR-10: random flips, as its training images are augmented
+            classifier_step(model, opt, xs[sizes[i % len(sizes)]][idx], y[idx], recipe.hflip, g)
+            sched.step()
     model.eval()
     return model, accuracy(model, xt, yt)
 
