@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,6 +122,10 @@ def test_signals_end_a_run_with_one_line_and_release_the_lock(tmp_path):
 def test_ctrl_c_while_starting_is_one_line(tmp_path):
     "Ctrl-C while the library (torch, diffusers) is still loading: one line and exit status 130, no traceback."
     p = _start(["run", "--preset", "test", "--out", tmp_path / "run", "--no-progress"], tmp_path)
+    # a signal that arrives between fork and exec is taken by the parent's inherited handler and lost with the exec
+    # (seen on a loaded machine): wait until the child is Python running cldiff, then give it half a second of loading
+    cmdline, deadline = Path(f"/proc/{p.pid}/cmdline"), time.monotonic() + 60
+    while cmdline.exists() and b"cldiff.cli" not in cmdline.read_bytes() and time.monotonic() < deadline: time.sleep(0.01)
     time.sleep(0.5)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
