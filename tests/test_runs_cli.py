@@ -95,8 +95,10 @@ def test_resume_loads_onto_the_runs_device(tmp_path, stream, monkeypatch):
 
 def _start(args, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    # started as from a shell: Ctrl-C at its default, whatever this test process (a pytest worker) has done with it;
+    # an ignored SIGINT is inherited, and Python then never raises KeyboardInterrupt
     return subprocess.Popen([*ENTRY, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=tmp_path)
+                            cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_signals_end_a_run_with_one_line_and_release_the_lock(tmp_path):
@@ -122,8 +124,8 @@ def test_signals_end_a_run_with_one_line_and_release_the_lock(tmp_path):
 def test_ctrl_c_while_starting_is_one_line(tmp_path):
     "Ctrl-C while the library (torch, diffusers) is still loading: one line and exit status 130, no traceback."
     p = _start(["run", "--preset", "test", "--out", tmp_path / "run", "--no-progress"], tmp_path)
-    # a signal that arrives between fork and exec is taken by the parent's inherited handler and lost with the exec
-    # (seen on a loaded machine): wait until the child is Python running cldiff, then give it half a second of loading
+    # a signal that arrives between fork and exec would be taken by the parent's inherited handler and lost with the
+    # exec: wait until the child is Python running cldiff, then give it half a second of loading
     cmdline, deadline = Path(f"/proc/{p.pid}/cmdline"), time.monotonic() + 60
     while cmdline.exists() and b"cldiff.cli" not in cmdline.read_bytes() and time.monotonic() < deadline: time.sleep(0.01)
     time.sleep(0.5)
