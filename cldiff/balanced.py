@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 
 from .registry import Option, register_strategy
-from .replay import generate_replay
 from .distillation import GenerativeDistillation
 from .solver import Solver, diffusion_replay, train_solver_task
 
@@ -76,7 +75,7 @@ class ClassBalancedDistillation(GenerativeDistillation):
             raise RuntimeError("cbgd has no labeller yet: call end_task for every earlier task first (as run() does)")
         per_candidates = math.ceil(self.candidates * per_batch)
         batches = total // per_batch
-        candidates = generate_replay(teacher, per_candidates * batches, schedule, self.teacher_steps, like, generator)
+        candidates = super().replay_images(teacher, per_candidates * batches, per_candidates, schedule, like, generator)
         labels = self.predict(candidates).cpu()        # the choice is made on the CPU, where the generator lives
         keep = torch.cat([i * per_candidates + balanced_subset(labels[i * per_candidates:(i + 1) * per_candidates], per_batch,
                                                                generator) for i in range(batches)])
@@ -101,8 +100,8 @@ class ClassBalancedDistillation(GenerativeDistillation):
         self._teacher = None                     # the next task has its own teacher
 
     def forward_passes(self, schedule=None):
-        # the teacher generates `candidates` times the replay; the labeller's passes are left out (a far smaller network)
-        return 6.0 + self.candidates * self.teacher_steps + 1
+        # GD's, with the teacher generating `candidates` times the replay; the labeller's passes are left out (a far smaller network)
+        return super().forward_passes(schedule) + (self.candidates - 1) * self.teacher_steps
 
     def state_dict(self):
         return {"seen_classes": torch.tensor(self.seen_classes),
